@@ -1,0 +1,1 @@
+"""The Dagster code location and the domain rules it owns: formats, keys, pipelines."""

@@ -1,0 +1,60 @@
+"""What the service will do with one catalog file: its route and, if processed, its cache key.
+
+Shared by the HTTP app (to answer hit / miss) and the assets (to check a partition still matches
+its catalog record). Pure: no Dagster, no Starlette.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from cfdb_assets.formats import Route, route_for
+from cfdb_assets.keys import NotAddressable, cache_key, source_checksum
+
+__all__ = ["OutputOptions", "Plan", "plan_for"]
+
+
+class _Record(Protocol):
+    format_id: str | None
+    format_name: str | None
+    md5: str | None
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """The output options that change artifact bytes, and so belong in the cache key."""
+
+    compression_level: int = 6
+    index: str = "auto"  # BAI/TBI unless a coordinate needs CSI
+
+    def as_key_options(self) -> dict[str, object]:
+        return {"compression_level": self.compression_level, "index": self.index}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A file's route; for processed formats its checksum and cache key, or why it has none."""
+
+    route: Route
+    checksum: str | None = None
+    cache_key: str | None = None
+    refusal: str | None = None
+
+    @property
+    def processable(self) -> bool:
+        return self.cache_key is not None
+
+
+def plan_for(record: _Record, options: OutputOptions) -> Plan:
+    """Route the record and, for a processed family, derive its content-addressed key."""
+    route = route_for(record.format_id, record.format_name)
+    if not route.processed:
+        return Plan(route)
+    try:
+        checksum = source_checksum(record.md5, record.sha256)
+    except NotAddressable as exc:
+        return Plan(route, refusal=f"Cannot preprocess this file: {exc}.")
+    key = cache_key(checksum, route.format, route.family, options.as_key_options())
+    return Plan(route, checksum, key)

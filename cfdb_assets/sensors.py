@@ -1,0 +1,124 @@
+"""Sensors: the on-demand sensor turns queued ledger jobs into runs; run-status sensors write the
+outcome back. Both are thin: one ledger query per tick, no fetching, no tools.
+"""
+
+
+import json
+
+import dagster as dg
+
+from cfdb_assets.assets import JOB_ID_TAG
+from cfdb_assets.pipelines import PipelineError, scrub
+from resources import Ledger
+from resources.fetcher import PermanentFetchError
+
+__all__ = ["build_on_demand_sensor", "build_run_status_sensors", "error_text"]
+
+CACHE_KEY_TAG = "cfdb/cache_key"
+BATCH = 500
+# Errors that will recur on the same bytes: remembered so a GET does not refetch a broken source.
+PERMANENT_ERRORS = {PipelineError.__name__, PermanentFetchError.__name__, "ChecksumMismatch"}
+
+
+def build_on_demand_sensor(jobs: list, minimum_interval_seconds: int = 2) -> dg.SensorDefinition:
+    """One sensor for every family job: reads queued jobs, adds partitions, requests runs.
+
+    The cursor holds the ids of queued jobs already requested, so each is requested once while the
+    run waits in Dagster's queue; ``run_key=job_id`` makes a re-request after a failed tick harmless,
+    and a retried file gets a new job id, hence a new run."""
+    job_names = {job.name for job in jobs}
+
+    @dg.sensor(
+        name="on_demand",
+        jobs=jobs,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Turns cache misses recorded in the request ledger into partitioned runs.",
+    )
+    def on_demand(context: dg.SensorEvaluationContext, ledger: Ledger):
+        queued = ledger.queued(limit=BATCH)
+        seen = set(json.loads(context.cursor)) if context.cursor else set()
+        new = [(job, src) for job, src in queued if job.job_id not in seen]
+        cursor = json.dumps(sorted(job.job_id for job, _ in queued))
+        if not new:
+            return dg.SensorResult(skip_reason="No new requests.", cursor=cursor)
+        partitions: dict[str, list[str]] = {}
+        run_requests = []
+        for job, src in new:
+            name = f"{src.dcc}_{src.family}"
+            if name not in job_names:
+                context.log.warning(f"Job {job.job_id}: no Dagster job {name} for this DCC and family.")
+                continue
+            partitions.setdefault(name, []).append(job.cache_key)
+            run_requests.append(
+                dg.RunRequest(
+                    job_name=name,
+                    partition_key=job.cache_key,
+                    run_key=job.job_id,
+                    tags={JOB_ID_TAG: job.job_id, CACHE_KEY_TAG: job.cache_key, "cfdb/dcc": src.dcc},
+                )
+            )
+        return dg.SensorResult(
+            run_requests=run_requests,
+            dynamic_partitions_requests=[
+                dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=sorted(set(keys)))
+                for name, keys in partitions.items()
+            ],
+            cursor=cursor,
+        )
+
+    return on_demand
+
+
+def error_text(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
+    """The user-facing error of a failed run (innermost cause, paths scrubbed) and whether it is
+    permanent."""
+    for event in context.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
+            error = error.cause
+        if error is not None:
+            message = error.message.strip()
+            step = event.step_key or "step"
+            return scrub(f"{step}: {message}"), error.cls_name in PERMANENT_ERRORS
+    message = context.failure_event.message or "The run failed."
+    return scrub(message), False
+
+
+def build_run_status_sensors(minimum_interval_seconds: int = 2) -> list:
+    """Sensors writing terminal job states (succeeded / failed + error) back to the ledger."""
+
+    @dg.run_status_sensor(
+        name="jobs_succeeded",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def jobs_succeeded(context: dg.RunStatusSensorContext, ledger: Ledger):
+        job_id = context.dagster_run.tags.get(JOB_ID_TAG)
+        if job_id:
+            ledger.finish(job_id, succeeded=True)
+
+    @dg.run_failure_sensor(
+        name="jobs_failed",
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def jobs_failed(context: dg.RunFailureSensorContext, ledger: Ledger):
+        job_id = context.dagster_run.tags.get(JOB_ID_TAG)
+        if job_id:
+            message, permanent = error_text(context)
+            ledger.finish(job_id, succeeded=False, error=message, permanent=permanent)
+
+    @dg.run_status_sensor(
+        name="jobs_canceled",
+        run_status=dg.DagsterRunStatus.CANCELED,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def jobs_canceled(context: dg.RunStatusSensorContext, ledger: Ledger):
+        job_id = context.dagster_run.tags.get(JOB_ID_TAG)
+        if job_id:
+            ledger.finish(job_id, succeeded=False, error="The run was canceled.")
+
+    return [jobs_succeeded, jobs_failed, jobs_canceled]

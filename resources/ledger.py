@@ -1,0 +1,355 @@
+"""The request ledger (DESIGN.md §5): which cache_keys were asked for, and each attempt to build one.
+
+SQL through SQLAlchemy Core, SQLite by default and Postgres in production. A partial unique index on
+``jobs.cache_key`` over the active states makes "at most one active job per key" a database fact, so
+concurrent first requests, from any number of API processes, get the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+
+__all__ = [
+    "ACTIVE_STATES",
+    "Job",
+    "Ledger",
+    "LedgerError",
+    "SourceRow",
+    "SourceSpec",
+]
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+ACTIVE_STATES = (QUEUED, RUNNING)
+PERMANENT, TRANSIENT = "permanent", "transient"
+ERROR_LIMIT = 1024
+
+metadata = sa.MetaData()
+
+sources = sa.Table(
+    "cfdb_sources",
+    metadata,
+    sa.Column("cache_key", sa.String(64), primary_key=True),
+    sa.Column("dcc", sa.String(64), nullable=False),
+    sa.Column("local_id", sa.String(256), nullable=False),
+    sa.Column("format", sa.String(64), nullable=False),
+    sa.Column("family", sa.String(32), nullable=False),
+    sa.Column("checksum", sa.String(80), nullable=False),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("first_requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_requested_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+jobs = sa.Table(
+    "cfdb_jobs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("cache_key", sa.String(64), sa.ForeignKey("cfdb_sources.cache_key"), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("stages", sa.Text, nullable=False, default="[]"),
+    sa.Column("error", sa.Text),
+    sa.Column("error_kind", sa.String(16)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+_active = jobs.c.state.in_(ACTIVE_STATES)
+sa.Index(
+    "cfdb_jobs_one_active_per_key",
+    jobs.c.cache_key,
+    unique=True,
+    sqlite_where=_active,
+    postgresql_where=_active,
+)
+sa.Index("cfdb_jobs_key_id", jobs.c.cache_key, jobs.c.id)
+sa.Index("cfdb_jobs_state_id", jobs.c.state, jobs.c.id)
+
+
+class LedgerError(Exception):
+    """The ledger database cannot be reached or refused a write."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What a request knows about the source behind a cache_key."""
+
+    cache_key: str
+    dcc: str
+    local_id: str
+    format: str
+    family: str
+    checksum: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceRow(SourceSpec):
+    first_requested_at: datetime | None = None
+    last_requested_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One attempt to build a cache_key."""
+
+    job_id: str
+    cache_key: str
+    state: str
+    run_id: str | None
+    stages: tuple[str, ...]
+    error: str | None
+    error_kind: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _job(row: Any) -> Job:
+    return Job(
+        job_id=row.job_id,
+        cache_key=row.cache_key,
+        state=row.state,
+        run_id=row.run_id,
+        stages=tuple(json.loads(row.stages or "[]")),
+        error=row.error,
+        error_kind=row.error_kind,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+        finished_at=_utc(row.finished_at),
+    )
+
+
+def _source(row: Any) -> SourceRow:
+    return SourceRow(
+        cache_key=row.cache_key,
+        dcc=row.dcc,
+        local_id=row.local_id,
+        format=row.format,
+        family=row.family,
+        checksum=row.checksum,
+        size=row.size,
+        first_requested_at=_utc(row.first_requested_at),
+        last_requested_at=_utc(row.last_requested_at),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger(dg.ConfigurableResource):
+    """The SQL request ledger; ``url`` is any SQLAlchemy URL (sqlite:///…, postgresql://…)."""
+
+    url: str
+
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = _make_engine(self.url)
+            metadata.create_all(self._engine, checkfirst=True)
+        return self._engine
+
+    def check(self) -> None:
+        """Create the tables if needed; raise LedgerError when the database is unreachable."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.select(1))
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(
+                f"The ledger database cannot be reached ({type(exc).__name__}); check CFDB_LEDGER_URL."
+            ) from None
+
+    def request(self, spec: SourceSpec, failure_retry: timedelta) -> tuple[Job, bool]:
+        """Record a request for ``spec.cache_key``; return its active job (or a new one) and
+        whether this call created it. A permanent failure younger than ``failure_retry`` is
+        returned instead of a new job, so a broken source is not downloaded again on every GET."""
+        now = _now()
+        with self._begin() as conn:
+            self._upsert_source(conn, spec, now)
+        for _ in range(5):
+            with self._begin() as conn:
+                latest = conn.execute(
+                    sa.select(jobs).where(jobs.c.cache_key == spec.cache_key).order_by(jobs.c.id.desc()).limit(1)
+                ).first()
+                if latest is not None:
+                    job = _job(latest)
+                    if job.active:
+                        return job, False
+                    if (
+                        job.state == FAILED
+                        and job.error_kind == PERMANENT
+                        and job.finished_at is not None
+                        and now - job.finished_at < failure_retry
+                    ):
+                        return job, False
+            job_id = str(uuid.uuid4())
+            try:
+                with self._begin() as conn:
+                    conn.execute(
+                        jobs.insert().values(
+                            job_id=job_id,
+                            cache_key=spec.cache_key,
+                            state=QUEUED,
+                            stages="[]",
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                continue  # another request claimed the key first: attach to its job
+            return self._get_job(job_id), True
+        raise LedgerError(f"Could not claim or attach to a job for {spec.cache_key} after 5 attempts.")
+
+    def register_source(self, spec: SourceSpec) -> None:
+        """Record a source without requesting work (e.g. before an operator backfill)."""
+        with self._begin() as conn:
+            self._upsert_source(conn, spec, _now())
+
+    def job(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        with self._connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+        return _job(row) if row else None
+
+    def latest_jobs(self, cache_keys: list[str]) -> dict[str, Job]:
+        """The newest job of each key that has one."""
+        if not cache_keys:
+            return {}
+        newest = (
+            sa.select(sa.func.max(jobs.c.id))
+            .where(jobs.c.cache_key.in_(cache_keys))
+            .group_by(jobs.c.cache_key)
+            .scalar_subquery()
+        )
+        with self._connect() as conn:
+            rows = conn.execute(sa.select(jobs).where(jobs.c.id.in_(newest))).all()
+        return {row.cache_key: _job(row) for row in rows}
+
+    def source(self, cache_key: str) -> SourceRow | None:
+        """The source behind a cache_key (how an asset resolves its partition)."""
+        with self._connect() as conn:
+            row = conn.execute(sa.select(sources).where(sources.c.cache_key == cache_key)).first()
+        return _source(row) if row else None
+
+    def queued(self, limit: int = 500) -> list[tuple[Job, SourceRow]]:
+        """The oldest queued jobs with their sources (what the on-demand sensor turns into runs)."""
+        query = (
+            sa.select(jobs, *[c.label(f"src_{c.name}") for c in sources.c])
+            .join(sources, sources.c.cache_key == jobs.c.cache_key)
+            .where(jobs.c.state == QUEUED)
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        with self._connect() as conn:
+            rows = conn.execute(query).all()
+        out = []
+        for row in rows:
+            src = SourceRow(**{c.name: getattr(row, f"src_{c.name}") for c in sources.c})
+            out.append((_job(row), src))
+        return out
+
+    def mark_running(self, job_id: str, run_id: str) -> bool:
+        """queued → running, recording the Dagster run; False if the job is no longer active."""
+        return self._update(job_id, state=RUNNING, run_id=run_id)
+
+    def add_stage(self, job_id: str, stage: str) -> bool:
+        """Record a finished stage ("data", "index") of an active job."""
+        with self._begin() as conn:
+            row = conn.execute(
+                sa.select(jobs.c.stages).where(jobs.c.job_id == job_id, _active).with_for_update()
+            ).first()
+            if row is None:
+                return False
+            stages = json.loads(row.stages or "[]")
+            if stage not in stages:
+                stages.append(stage)
+            conn.execute(
+                jobs.update().where(jobs.c.job_id == job_id).values(stages=json.dumps(stages), updated_at=_now())
+            )
+        return True
+
+    def finish(self, job_id: str, succeeded: bool, error: str | None = None, permanent: bool = False) -> bool:
+        """Write a terminal state; a no-op (False) when the job already ended (late writes)."""
+        now = _now()
+        values: dict[str, Any] = {"state": SUCCEEDED if succeeded else FAILED, "finished_at": now}
+        if not succeeded:
+            values["error"] = (error or "The run failed without an error message.")[:ERROR_LIMIT]
+            values["error_kind"] = PERMANENT if permanent else TRANSIENT
+        return self._update(job_id, **values)
+
+    def _update(self, job_id: str, **values: Any) -> bool:
+        values.setdefault("updated_at", _now())
+        with self._begin() as conn:
+            result = conn.execute(jobs.update().where(jobs.c.job_id == job_id, _active).values(**values))
+        return result.rowcount == 1
+
+    def _get_job(self, job_id: str) -> Job:
+        job = self.job(job_id)
+        assert job is not None
+        return job
+
+    @staticmethod
+    def _upsert_source(conn: sa.Connection, spec: SourceSpec, now: datetime) -> None:
+        updated = conn.execute(
+            sources.update().where(sources.c.cache_key == spec.cache_key).values(last_requested_at=now)
+        )
+        if updated.rowcount:
+            return
+        insert = {**spec.__dict__, "first_requested_at": now, "last_requested_at": now}
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            conn.execute(pg_insert(sources).values(**insert).on_conflict_do_nothing())
+        else:
+            conn.execute(sources.insert().prefix_with("OR IGNORE").values(**insert))
+
+    def _connect(self):
+        try:
+            return self.engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise LedgerError(f"The ledger database cannot be reached ({type(exc).__name__}).") from None
+
+    def _begin(self):
+        try:
+            return self.engine.begin()
+        except sa.exc.OperationalError as exc:
+            raise LedgerError(f"The ledger database cannot be reached ({type(exc).__name__}).") from None
+
+
+def _make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            # WAL lets the API, the sensor and run workers read while one of them writes.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)

@@ -1,0 +1,96 @@
+"""Settings: every ``CFDB_*`` variable is read here, from an injectable environ, and nowhere else.
+
+Both the Dagster definitions and the HTTP app build their resources from ``Settings``, so the two
+always agree on the catalog, store, ledger and the output options that shape cache keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+__all__ = ["Settings", "SettingsError"]
+
+DEFAULT_DCCS = ("4dn", "encode", "hubmap")
+_MEMORY = re.compile(r"^\d+[KMG]?$", re.IGNORECASE)
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number.") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} is out of range; expected {low}..{high}.")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean; use true or false.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service configuration (see the README's configuration table)."""
+
+    data_dir: Path
+    catalog: str
+    catalog_database: str
+    ledger_url: str
+    store: str
+    work_dir: Path
+    dccs: tuple[str, ...] = DEFAULT_DCCS
+    dagster_url: str = "http://localhost:3000"
+    threads: int = 2
+    sort_memory: str = "768M"
+    compression_level: int = 6
+    failure_retry: timedelta = timedelta(hours=1)
+    allow_http_loopback: bool = False
+    cors_origin: str = "*"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the ``CFDB_*`` variables (defaults: the embedded, local profile)."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("CFDB_DATA_DIR", "").strip() or ".cfdb").absolute()
+        dccs = tuple(d.strip().lower() for d in env.get("CFDB_DCCS", ",".join(DEFAULT_DCCS)).split(",") if d.strip())
+        for dcc in dccs:
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", dcc):
+                raise SettingsError(f"CFDB_DCCS has an invalid DCC name {dcc!r}; use letters, digits, _.")
+        sort_memory = env.get("CFDB_SORT_MEMORY", "").strip() or "768M"
+        if not _MEMORY.match(sort_memory):
+            raise SettingsError(f"CFDB_SORT_MEMORY={sort_memory!r} must look like 512M or 2G.")
+        return cls(
+            data_dir=data_dir,
+            catalog=env.get("CFDB_CATALOG", "").strip() or str(data_dir / "demo" / "catalog.jsonl"),
+            catalog_database=env.get("CFDB_CATALOG_DB", "").strip() or "cfdb",
+            ledger_url=env.get("CFDB_LEDGER_URL", "").strip() or f"sqlite:///{data_dir / 'ledger.db'}",
+            store=env.get("CFDB_STORE", "").strip() or str(data_dir / "artifacts"),
+            work_dir=Path(env.get("CFDB_WORK_DIR", "").strip() or data_dir / "work").absolute(),
+            dccs=dccs or DEFAULT_DCCS,
+            dagster_url=(env.get("CFDB_DAGSTER_URL", "").strip() or "http://localhost:3000").rstrip("/"),
+            threads=_int(env, "CFDB_THREADS", 2, 1, 64),
+            sort_memory=sort_memory,
+            compression_level=_int(env, "CFDB_COMPRESSION_LEVEL", 6, 0, 9),
+            failure_retry=timedelta(seconds=_int(env, "CFDB_FAILURE_RETRY_S", 3600, 0, 30 * 86400)),
+            allow_http_loopback=_bool(env, "CFDB_ALLOW_HTTP_LOOPBACK", False),
+            cors_origin=env.get("CFDB_CORS_ORIGIN", "").strip() or "*",
+        )

@@ -1,0 +1,316 @@
+"""The Starlette app: /data, /index, /jobs, /files, /artifacts.
+
+``create_app`` builds resources from Settings (or takes them, for tests), checks them once, and wraps
+everything, error handlers included, in CORS from the outside.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from cfdb_assets.formats import PASSTHROUGH, RAW
+from cfdb_assets.keys import is_cache_key
+from resources import ArtifactMissing, ArtifactStore, Catalog, Ledger, Settings, SourceFetcher
+from resources import open_catalog, open_store
+from resources.fetcher import FetchError
+from serve.errors import EXCEPTION_HANDLERS, HTTPProblem
+from serve.files import Files
+from serve.ranges import MalformedRange, RangeNotSatisfiable, content_range, parse_range
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("cfdb.serve")
+OCTET = "application/octet-stream"
+EXPOSED = ["Content-Range", "Content-Length", "Accept-Ranges", "ETag", "Location", "Retry-After"]
+RETRY_AFTER_202 = "5"
+
+
+def _byte_response(
+    request: Request,
+    size: int,
+    open_range,  # (start, end) -> Iterator[bytes]; must raise before yielding on a missing object
+    media_type: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """200 / 206 / 416 / 400 for a byte source of known size, HEAD without a body."""
+    headers = {"Accept-Ranges": "bytes", **(headers or {})}
+    status, start, end = 200, 0, size
+    range_header = request.headers.get("range")
+    if range_header:
+        try:
+            start, end = parse_range(range_header, size)
+        except MalformedRange as exc:
+            raise HTTPProblem(400, str(exc)) from None
+        except RangeNotSatisfiable as exc:
+            raise HTTPProblem(416, str(exc), headers={"Content-Range": f"bytes */{exc.size}", **headers}) from None
+        status = 206
+        headers["Content-Range"] = content_range(start, end, size)
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    chunks = open_range(start, end) if end > start else iter(())
+    return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    catalog: Catalog | None = None,
+    store: ArtifactStore | None = None,
+    ledger: Ledger | None = None,
+    fetcher: SourceFetcher | None = None,
+) -> ASGIApp:
+    """The ASGI app. Resources default to those the Settings name; all are checked here, once."""
+    settings = settings or Settings.from_environ()
+    catalog = catalog or open_catalog(settings.catalog, settings.catalog_database)
+    store = store or open_store(settings.store)
+    ledger = ledger or Ledger(url=settings.ledger_url)
+    fetcher = fetcher or SourceFetcher(allow_http_loopback=settings.allow_http_loopback)
+    for resource in (catalog, store, ledger):
+        resource.check()  # fail loudly at startup rather than answering 404s / 503s later
+    files = Files(settings, catalog, store, ledger)
+
+    def serve_artifact(request: Request, key: str, name: str) -> Response:
+        size = store.size(key, name)
+        return _byte_response(request, size, lambda s, e: store.iter_range(key, name, s, e), OCTET)
+
+    def serve_upstream(request: Request, record) -> Response:
+        url = record.access_url
+        filename = (record.filename or "file").replace('"', "")
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+        media_type = files.plan(record).route.media_type
+        # Open before answering, so an upstream failure is a 502/504, not a truncated 200.
+        if request.headers.get("range"):
+            size = fetcher.size(url)
+            if size is None:
+                raise HTTPProblem(416, "The upstream size is unknown; request without Range.",
+                                  headers={"Content-Range": "bytes */*"})
+            first = fetcher.open(url, *parse_range_or_400(request.headers["range"], size))
+        else:
+            if request.method == "HEAD":
+                size = fetcher.size(url)
+                if size is not None:
+                    headers["Content-Length"] = str(size)
+                return Response(status_code=200, headers={"Accept-Ranges": "bytes", **headers}, media_type=media_type)
+            first = fetcher.open(url)
+            size = first.size
+        return _upstream_response(request, first, size, media_type, headers)
+
+    def parse_range_or_400(header: str, size: int) -> tuple[int, int]:
+        try:
+            return parse_range(header, size)
+        except MalformedRange as exc:
+            raise HTTPProblem(400, str(exc)) from None
+        except RangeNotSatisfiable as exc:
+            raise HTTPProblem(416, str(exc), headers={"Content-Range": f"bytes */{exc.size}"}) from None
+
+    def processed(request: Request, kind: str) -> Response:
+        """/data and /index: hit → bytes; GET miss → 202 + job; HEAD miss → 404."""
+        dcc, local_id = request.path_params["dcc"], request.path_params["local_id"]
+        raw = _raw(request)
+        record = files.lookup(dcc, local_id, need_access_url=(kind == "data"))
+        plan = files.plan(record)
+        if kind == "index" and (raw or plan.route.family in (PASSTHROUGH, RAW)):
+            detail = "No upstream index sidecar available" if raw else "No index file available for this file format"
+            raise HTTPProblem(404, detail)
+        if kind == "data" and (raw or plan.route.family in (PASSTHROUGH, RAW)):
+            return serve_upstream(request, record)
+        if plan.cache_key is None:
+            raise HTTPProblem(422, f"{plan.refusal} Add ?raw=true for the upstream file.")
+        manifest = store.manifest(plan.cache_key)
+        if manifest is not None:
+            try:
+                return serve_artifact(request, plan.cache_key, manifest["artifacts"][kind]["name"])
+            except ArtifactMissing:
+                log.warning("Artifact %s vanished after lookup; requesting a rebuild.", plan.cache_key)
+        if request.method == "HEAD":
+            what = "artifact" if kind == "data" else "index"
+            raise HTTPProblem(
+                404,
+                f"Processed {what} not yet available. Issue a GET to trigger preprocessing, "
+                f"or add ?raw=true for the upstream {'file' if kind == 'data' else 'sidecar'}.",
+            )
+        job, _created = files.request(record, plan)
+        if job.state == "failed":
+            raise files.failed_answer(job)
+        return _accepted(job)
+
+    async def data(request: Request) -> Response:
+        return await _threaded(processed, request, "data")
+
+    async def index(request: Request) -> Response:
+        return await _threaded(processed, request, "index")
+
+    def _status(request: Request, kind: str) -> Response:
+        record = files.lookup(request.path_params["dcc"], request.path_params["local_id"], need_access_url=kind == "data")
+        fs = files.state(record)
+        if fs.state == "passthrough":
+            if kind == "index":
+                raise HTTPProblem(404, "No index file available for this file format")
+            return JSONResponse({"ready": True})
+        return JSONResponse({"ready": fs.state == "ready"})
+
+    async def data_status(request: Request) -> Response:
+        return await _threaded(_status, request, "data")
+
+    async def index_status(request: Request) -> Response:
+        return await _threaded(_status, request, "index")
+
+    def _job(request: Request) -> Response:
+        job = ledger.job(request.path_params["job_id"])
+        if job is None:
+            raise HTTPProblem(404, "Job not found")
+        return JSONResponse(files.job_view(job))
+
+    async def jobs(request: Request) -> Response:
+        return await _threaded(_job, request)
+
+    def _describe(request: Request) -> Response:
+        record = files.lookup(request.path_params["dcc"], request.path_params["local_id"])
+        fs = files.state(record)
+        if request.method == "POST" and fs.state in ("missing", "failed"):
+            job, _ = files.request(record, fs.plan)
+            if job.state == "failed":
+                raise files.failed_answer(job)
+            fs = files.state(record)
+            body = files.file_view(fs)
+            return JSONResponse(body, 202, headers={"Location": f"/jobs/{job.job_id}", "Retry-After": RETRY_AFTER_202})
+        return JSONResponse(files.file_view(fs))
+
+    async def describe(request: Request) -> Response:
+        return await _threaded(_describe, request)
+
+    def _list(request: Request) -> Response:
+        dcc = request.query_params.get("dcc", "").strip().lower() or None
+        if dcc is not None and dcc not in settings.dccs:
+            raise HTTPProblem(400, f"Unknown DCC '{dcc}'. Valid DCCs: {', '.join(settings.dccs)}")
+        try:
+            limit = int(request.query_params.get("limit", "50"))
+        except ValueError:
+            raise HTTPProblem(400, "limit must be a whole number from 1 to 500.") from None
+        if not 1 <= limit <= 500:
+            raise HTTPProblem(400, "limit must be a whole number from 1 to 500.")
+        position = _decode_cursor(request.query_params.get("cursor"))
+        dccs = [dcc] if dcc else list(settings.dccs)
+        if position and position[0] in dccs:
+            dccs = dccs[dccs.index(position[0]) :]
+        records, after = [], position[1] if position else None
+        for name in dccs:
+            records += catalog.list(name, limit - len(records), after if position and name == position[0] else None)
+            if len(records) >= limit:
+                break
+        next_cursor = _encode_cursor(records[-1].dcc, records[-1].local_id) if len(records) == limit else None
+        return JSONResponse(
+            {"files": [files.file_view(fs) for fs in files.states(records)], "next_cursor": next_cursor}
+        )
+
+    async def listing(request: Request) -> Response:
+        return await _threaded(_list, request)
+
+    def _artifact(request: Request) -> Response:
+        key, name = request.path_params["cache_key"], request.path_params["name"]
+        if not is_cache_key(key):
+            raise HTTPProblem(404, "Artifact not found")
+        manifest = store.manifest(key)
+        names = {a["name"] for a in manifest["artifacts"].values()} if manifest else set()
+        if name not in names:
+            raise HTTPProblem(404, "Artifact not found; GET /files/{dcc}/{local_id} tells when it is ready.")
+        try:
+            return serve_artifact(request, key, name)
+        except ArtifactMissing:
+            raise HTTPProblem(404, "Artifact not found") from None
+
+    async def artifact(request: Request) -> Response:
+        return await _threaded(_artifact, request)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/data/{dcc}/{local_id}/status", data_status, methods=["GET"]),
+        Route("/data/{dcc}/{local_id}", data, methods=["GET", "HEAD"]),
+        Route("/index/{dcc}/{local_id}/status", index_status, methods=["GET"]),
+        Route("/index/{dcc}/{local_id}", index, methods=["GET", "HEAD"]),
+        Route("/jobs/{job_id}", jobs, methods=["GET"]),
+        Route("/files", listing, methods=["GET"]),
+        Route("/files/{dcc}/{local_id}", describe, methods=["GET", "POST"]),
+        Route("/artifacts/{cache_key}/{name}", artifact, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.files = files
+    return CORSMiddleware(
+        app,
+        allow_origins=[settings.cors_origin],
+        allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+        allow_headers=["Range", "Authorization", "If-None-Match", "If-Range"],
+        expose_headers=EXPOSED,
+        max_age=86400,
+    )
+
+
+def _raw(request: Request) -> bool:
+    value = request.query_params.get("raw", "false").strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise HTTPProblem(400, "raw must be true or false.")
+    return value in ("true", "1")
+
+
+def _accepted(job) -> JSONResponse:
+    status = "running" if job.state == "running" else "pending"
+    return JSONResponse(
+        {"job_id": job.job_id, "status": status},
+        202,
+        headers={"Location": f"/jobs/{job.job_id}", "Retry-After": RETRY_AFTER_202},
+    )
+
+
+def _upstream_response(request: Request, body, size: int | None, media_type: str, headers: dict[str, str]) -> Response:
+    headers = {"Accept-Ranges": "bytes", **headers}
+    if body.status == 206:
+        headers["Content-Range"] = content_range(body.start, body.end, size)
+        headers["Content-Length"] = str(body.end - body.start)
+    elif size is not None:
+        headers["Content-Length"] = str(size)
+    if request.method == "HEAD":
+        body.close()
+        return Response(status_code=body.status, headers=headers, media_type=media_type)
+    return StreamingResponse(_closing(body), status_code=body.status, headers=headers, media_type=media_type)
+
+
+def _closing(body) -> Iterator[bytes]:
+    try:
+        yield from body.chunks
+    finally:
+        body.close()
+
+
+def _encode_cursor(dcc: str, local_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([dcc, local_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[str, str] | None:
+    if not cursor:
+        return None
+    try:
+        dcc, local_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(dcc), str(local_id)
+    except (ValueError, TypeError):
+        raise HTTPProblem(400, "Invalid cursor; use the next_cursor of a previous /files answer.") from None
+
+
+async def _threaded(fn, *args: Any) -> Response:
+    """Run blocking resource calls (SQL, Mongo, disk) off the event loop."""
+    return await run_in_threadpool(fn, *args)

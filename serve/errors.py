@@ -1,0 +1,62 @@
+"""HTTP errors: one exception type for expected answers, and the table mapping our boundaries'
+errors to statuses. Bodies are ``{"detail": <sentence>}``; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from resources import CatalogError, LedgerError, StoreError
+from resources.fetcher import FetchError, PermanentFetchError
+
+__all__ = ["HTTPProblem", "EXCEPTION_HANDLERS"]
+
+log = logging.getLogger("cfdb.serve")
+
+
+class HTTPProblem(Exception):
+    """An expected non-2xx answer: status, a sentence for the user, optional headers and fields."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, **fields):
+        super().__init__(detail)
+        self.status, self.detail, self.headers, self.fields = status, detail, headers or {}, fields
+
+
+def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail, **exc.fields}, exc.status, headers=exc.headers)
+
+
+def _unavailable(what: str):
+    def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s unavailable: %s", what, exc)
+        return JSONResponse(
+            {"detail": f"The {what} is temporarily unavailable; please retry shortly."},
+            503,
+            headers={"Retry-After": "30"},
+        )
+
+    return handler
+
+
+def _upstream(request: Request, exc: FetchError) -> JSONResponse:
+    status = 504 if "timed out" in str(exc) else 502
+    if isinstance(exc, PermanentFetchError) and "HTTP 404" in str(exc):
+        status = 404
+    return JSONResponse({"detail": str(exc)}, status)
+
+
+def _internal(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("Unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "Internal server error."}, 500)
+
+
+EXCEPTION_HANDLERS = {
+    HTTPProblem: _problem,
+    CatalogError: _unavailable("catalog"),
+    LedgerError: _unavailable("request ledger"),
+    StoreError: _unavailable("artifact store"),
+    FetchError: _upstream,
+    Exception: _internal,
+}

@@ -1,0 +1,180 @@
+"""What the endpoints do, as plain functions over the resources: look a file up, tell its state,
+request its preparation, describe a job. Handlers in ``serve.app`` only parse and map."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cfdb_assets.formats import PASSTHROUGH, RAW
+from cfdb_assets.planning import OutputOptions, Plan, plan_for
+from resources import ArtifactStore, Catalog, FileRecord, Job, Ledger, Settings, SourceSpec
+from serve.errors import HTTPProblem
+
+__all__ = ["FileState", "Files", "JOB_STATUS"]
+
+PARAM = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
+# The original service's job vocabulary, kept for its clients.
+JOB_STATUS = {"queued": "pending", "running": "running", "succeeded": "completed", "failed": "failed"}
+STAGE_NAMES = {"data": "data", "index": "index"}
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A file's plan and where it stands: passthrough, unprocessable, missing, queued, running,
+    ready or failed."""
+
+    record: FileRecord
+    plan: Plan
+    state: str
+    manifest: dict[str, Any] | None = None
+    job: Job | None = None
+
+
+class Files:
+    """The service logic behind /data, /index, /files and /jobs."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, store: ArtifactStore, ledger: Ledger):
+        self.settings, self.catalog, self.store, self.ledger = settings, catalog, store, ledger
+        self.options = OutputOptions(compression_level=settings.compression_level)
+
+    def check_params(self, **params: str) -> None:
+        """Path parameters are ``[A-Za-z0-9._-]{1,256}`` (400 otherwise, never a framework 422)."""
+        for name, value in params.items():
+            if not PARAM.match(value):
+                raise HTTPProblem(400, f"Invalid {name}: use 1-256 characters from A-Z a-z 0-9 . _ -")
+
+    def lookup(self, dcc: str, local_id: str, need_access_url: bool = False) -> FileRecord:
+        """The catalog record, after the original's checks in order: DCC, existence, access URL,
+        HuBMAP access level."""
+        self.check_params(dcc=dcc, local_id=local_id)
+        name = dcc.strip().lower()
+        if name not in self.settings.dccs:
+            raise HTTPProblem(400, f"Unknown DCC '{dcc}'. Valid DCCs: {', '.join(self.settings.dccs)}")
+        record = self.catalog.get(name, local_id)
+        if record is None:
+            raise HTTPProblem(404, "File not found")
+        if need_access_url and not record.access_url:
+            raise HTTPProblem(501, "File has no access URL")
+        if name == "hubmap" and record.data_access_level != "public":
+            level = record.data_access_level or "unspecified"
+            raise HTTPProblem(
+                403,
+                f"This file requires {level} access and is not available through this API; "
+                "use the HuBMAP portal.",
+            )
+        return record
+
+    def plan(self, record: FileRecord) -> Plan:
+        return plan_for(record, self.options)
+
+    def state(self, record: FileRecord) -> FileState:
+        """Where one file stands (one store read, at most one ledger read)."""
+        return self.states([record])[0]
+
+    def states(self, records: list[FileRecord]) -> list[FileState]:
+        """Where each file stands, with one ledger query for the whole list."""
+        plans = [self.plan(r) for r in records]
+        keys = [p.cache_key for p in plans if p.cache_key]
+        manifests = {k: self.store.manifest(k) for k in keys}
+        pending = [k for k in keys if manifests[k] is None]
+        jobs = self.ledger.latest_jobs(pending)
+        out = []
+        for record, plan in zip(records, plans, strict=True):
+            if plan.route.family in (PASSTHROUGH, RAW):
+                out.append(FileState(record, plan, "passthrough"))
+            elif plan.cache_key is None:
+                out.append(FileState(record, plan, "unprocessable"))
+            elif manifests[plan.cache_key] is not None:
+                out.append(FileState(record, plan, "ready", manifest=manifests[plan.cache_key]))
+            else:
+                job = jobs.get(plan.cache_key)
+                state = "missing" if job is None else {"succeeded": "missing"}.get(job.state, job.state)
+                out.append(FileState(record, plan, state, job=job))
+        return out
+
+    def request(self, record: FileRecord, plan: Plan) -> tuple[Job, bool]:
+        """Attach to the active job of this file's cache_key, or create one."""
+        assert plan.cache_key and plan.checksum
+        spec = SourceSpec(
+            cache_key=plan.cache_key,
+            dcc=record.dcc,
+            local_id=record.local_id,
+            format=plan.route.format,
+            family=plan.route.family,
+            checksum=plan.checksum,
+            size=record.size,
+        )
+        return self.ledger.request(spec, self.settings.failure_retry)
+
+    def failed_answer(self, job: Job) -> HTTPProblem:
+        """A remembered permanent failure: 422 with the error, until the retry window passes."""
+        retry = self.settings.failure_retry
+        finished = job.finished_at or datetime.now(UTC)
+        remaining = max(1, int((finished + retry - datetime.now(UTC)).total_seconds()))
+        return HTTPProblem(
+            422,
+            f"Preprocessing this file failed: {job.error} It will not be retried for {remaining} s; "
+            "add ?raw=true for the upstream file.",
+            headers={"Retry-After": str(remaining)},
+            job_id=job.job_id,
+            status="failed",
+        )
+
+    def job_view(self, job: Job) -> dict[str, Any]:
+        """The /jobs/{id} body: the original's seven fields plus run and timing details."""
+        source = self.ledger.source(job.cache_key)
+        run_url = f"{self.settings.dagster_url}/runs/{job.run_id}" if job.run_id else None
+        return {
+            "job_id": job.job_id,
+            "status": JOB_STATUS.get(job.state, job.state),
+            "stages_done": [STAGE_NAMES.get(s, s) for s in job.stages],
+            "artifacts": {s: job.cache_key for s in job.stages},
+            "progress": None,
+            "error": job.error,
+            "superseded_by": None,
+            "cache_key": job.cache_key,
+            "dcc": source.dcc if source else None,
+            "local_id": source.local_id if source else None,
+            "run_id": job.run_id,
+            "run_url": run_url,
+            "created_at": job.created_at.isoformat(),
+            "updated_at": job.updated_at.isoformat(),
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        }
+
+    def file_view(self, fs: FileState) -> dict[str, Any]:
+        """The /files body for one file."""
+        record, plan = fs.record, fs.plan
+        view: dict[str, Any] = {
+            "dcc": record.dcc,
+            "local_id": record.local_id,
+            "filename": record.filename,
+            "format": plan.route.format,
+            "family": plan.route.family,
+            "state": fs.state,
+            "cache_key": plan.cache_key,
+            "job": None,
+            "data_url": None,
+            "index_url": None,
+            "index_type": None,
+        }
+        if fs.state == "passthrough":
+            view["data_url"] = f"/data/{record.dcc}/{record.local_id}"
+        if fs.state == "unprocessable":
+            view["error"] = plan.refusal
+        if fs.manifest:
+            artifacts = fs.manifest["artifacts"]
+            view["data_url"] = f"/artifacts/{plan.cache_key}/{artifacts['data']['name']}"
+            view["index_url"] = f"/artifacts/{plan.cache_key}/{artifacts['index']['name']}"
+            view["index_type"] = fs.manifest.get("index_type")
+        if fs.job is not None:
+            view["job"] = {
+                "job_id": fs.job.job_id,
+                "status": JOB_STATUS.get(fs.job.state, fs.job.state),
+                "url": f"/jobs/{fs.job.job_id}",
+                "error": fs.job.error,
+            }
+        return view
