@@ -78,9 +78,12 @@ def error_text(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
         while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
             error = error.cause
         if error is not None:
+            # SerializableErrorInfo.message starts with the dotted class path; keep the bare name.
             message = error.message.strip()
-            step = event.step_key or "step"
-            return scrub(f"{step}: {message}"), error.cls_name in PERMANENT_ERRORS
+            head, sep, rest = message.partition(": ")
+            if sep and head.endswith(error.cls_name):
+                message = rest
+            return scrub(f"{error.cls_name}: {message}"), error.cls_name in PERMANENT_ERRORS
     message = context.failure_event.message or "The run failed."
     return scrub(message), False
 

@@ -93,7 +93,8 @@ def _size(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
+    # isdigit() alone also accepts e.g. "²", which int() rejects: only ASCII digits are a size.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return None
 
@@ -154,7 +155,14 @@ class FileCatalog(Catalog):
             if stamp == self._loaded:
                 return
             by_key: dict[tuple[str, str], FileRecord] = {}
-            with open(self.path, encoding="utf-8") as fh:
+            try:
+                fh = open(self.path, encoding="utf-8")
+            except OSError as exc:  # e.g. a directory, or removed since the stat
+                raise CatalogError(
+                    f"The catalog file {self.path} cannot be read ({exc.strerror}); "
+                    "set CFDB_CATALOG to a JSON Lines file or a mongodb:// URI."
+                ) from None
+            with fh:
                 for number, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
@@ -165,6 +173,11 @@ class FileCatalog(Catalog):
                             f"Line {number} of the catalog file {self.path} is not JSON ({exc.msg}); "
                             "fix or remove that line."
                         ) from None
+                    if not isinstance(doc, dict):
+                        raise CatalogError(
+                            f"Line {number} of the catalog file {self.path} is not a JSON object; "
+                            "fix or remove that line."
+                        )
                     record = FileRecord.from_document(doc)
                     # First document wins, like find_one over a duplicated local_id.
                     by_key.setdefault((record.dcc, record.local_id), record)

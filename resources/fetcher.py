@@ -60,9 +60,8 @@ class Upstream:
 def redact_url(url: str) -> str:
     """The URL without credentials and query string (signed URLs carry secrets there)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    # The netloc minus any userinfo: keeps IPv6 brackets, and never raises on a malformed port.
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 class SourceFetcher(dg.ConfigurableResource):
@@ -131,14 +130,18 @@ class SourceFetcher(dg.ConfigurableResource):
                 while chunk := fh.read(CHUNK):
                     yield chunk
             return
-        # http(s): retried as a whole on transient errors, since nothing has been kept yet.
+        # http(s): retried as a whole on transient errors, but only while nothing has been yielded:
+        # the caller keeps what it got, so a retry after that would append a second body.
         attempt = 0
         while True:
             attempt += 1
+            yielded = False
             try:
                 response = self._get(url, None)
                 try:
-                    yield from response.iter_content(CHUNK)
+                    for chunk in response.iter_content(CHUNK):
+                        yielded = True
+                        yield chunk
                 finally:
                     response.close()
                 return
@@ -146,7 +149,7 @@ class SourceFetcher(dg.ConfigurableResource):
                 if exc.permanent or attempt > self.retries:
                     raise
             except Exception as exc:  # connection resets mid-body
-                if attempt > self.retries:
+                if yielded or attempt > self.retries:
                     raise FetchError(f"Downloading {redact_url(url)} failed: {type(exc).__name__}.") from None
             time.sleep(self.backoff_s * 2 ** (attempt - 1))
 

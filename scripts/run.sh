@@ -19,6 +19,9 @@ if [ -z "${CFDB_CATALOG:-}" ]; then
 fi
 logs="$CFDB_DATA_DIR/logs"; mkdir -p "$logs"
 
+# Create (or upgrade) the instance's storage once, before two processes race to create its tables.
+"$BIN/dagster" instance migrate >"$logs/migrate.log" 2>&1 || { cat "$logs/migrate.log"; exit 1; }
+
 pids=()
 stop() {
   trap - INT TERM EXIT

@@ -19,9 +19,11 @@ log = logging.getLogger("cfdb.serve")
 class HTTPProblem(Exception):
     """An expected non-2xx answer: status, a sentence for the user, optional headers and fields."""
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, **fields):
+    def __init__(
+        self, status: int, detail: str, headers: dict[str, str] | None = None, fields: dict | None = None
+    ):
         super().__init__(detail)
-        self.status, self.detail, self.headers, self.fields = status, detail, headers or {}, fields
+        self.status, self.detail, self.headers, self.fields = status, detail, headers or {}, fields or {}
 
 
 def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
@@ -48,7 +50,7 @@ def _upstream(request: Request, exc: FetchError) -> JSONResponse:
 
 
 def _internal(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("Unhandled error on %s %s", request.method, request.url.path)
+    log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal server error."}, 500)
 
 

@@ -3,6 +3,7 @@ request its preparation, describe a job. Handlers in ``serve.app`` only parse an
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -113,14 +114,13 @@ class Files:
         """A remembered permanent failure: 422 with the error, until the retry window passes."""
         retry = self.settings.failure_retry
         finished = job.finished_at or datetime.now(UTC)
-        remaining = max(1, int((finished + retry - datetime.now(UTC)).total_seconds()))
+        remaining = max(1, math.ceil((finished + retry - datetime.now(UTC)).total_seconds()))
         return HTTPProblem(
             422,
             f"Preprocessing this file failed: {job.error} It will not be retried for {remaining} s; "
             "add ?raw=true for the upstream file.",
             headers={"Retry-After": str(remaining)},
-            job_id=job.job_id,
-            status="failed",
+            fields={"job_id": job.job_id, "status": "failed", "error": job.error},
         )
 
     def job_view(self, job: Job) -> dict[str, Any]:

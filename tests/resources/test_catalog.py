@@ -1,0 +1,376 @@
+"""The Catalog contract, run against FileCatalog and MongoCatalog alike, plus what is specific to each."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import mongomock
+import pytest
+
+from resources import Catalog, CatalogError, FileCatalog, FileRecord, MongoCatalog, open_catalog
+
+# `files` documents (materialized C2M2 records), inserted out of local_id order on purpose.
+DOCS = [
+    {
+        "submission": "encode",
+        "local_id": "ENCFF002",
+        "md5": "md5-002",
+        "sha256": "sha-002",
+        "size_in_bytes": 2048,
+        "access_url": "https://example.org/ENCFF002.bam",
+        "filename": "ENCFF002.bam",
+        "file_format": {"id": "format:2572", "name": "BAM"},
+        "dcc": {"dcc_abbreviation": "ENCODE", "dcc_name": "not projected"},
+        "data_access_level": "public",
+        "extra": {"extra_files": ["ENCFF002.bam.bai"], "unprojected": 1},
+    },
+    {"submission": "encode", "local_id": "ENCFF010", "md5": "md5-010", "size_in_bytes": "4096"},
+    {"submission": "encode", "local_id": "ENCFF001", "md5": "md5-001", "size_in_bytes": " 512 "},
+    {"submission": "encode", "local_id": "encff001", "md5": "md5-lower-001", "size_in_bytes": "12kB"},
+    {"submission": "encode", "local_id": "ENCFF003", "md5": "md5-003", "size_in_bytes": -5},
+    {"submission": "encode", "local_id": "ENCFF004", "md5": "md5-004", "size_in_bytes": True},
+    {"submission": "encode", "local_id": "ENCFF005", "md5": "md5-005", "size_in_bytes": "²"},
+    {"submission": "4dn", "local_id": "4DNFI001", "md5": "md5-4dn", "size_in_bytes": "123456789012"},
+]
+ENCODE_IDS = sorted(d["local_id"] for d in DOCS if d["submission"] == "encode")
+
+
+# --- building catalogs -----------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, docs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(doc) + "\n" for doc in docs), encoding="utf-8")
+    return path
+
+
+def mongo_catalog(files: list[dict], raw: list[dict] = ()) -> MongoCatalog:
+    # mongomock stands in for MongoDB: no MongoDB server can run on this machine. The in-memory client
+    # is injected through the private `_client`; a real server is covered by the CFDB_TEST_MONGO_URI test.
+    client = mongomock.MongoClient()
+    if files:
+        client["cfdb"]["files"].insert_many([dict(d) for d in files])
+    if raw:
+        client["cfdb"]["file"].insert_many([dict(d) for d in raw])
+    catalog = MongoCatalog(uri="mongodb://mongomock.invalid:27017")
+    catalog._client = client
+    return catalog
+
+
+@pytest.fixture(params=["file", "mongo"])
+def make_catalog(request, tmp_path):
+    """Builds a catalog of the parametrized kind holding the given `files` documents."""
+
+    def make(docs: list[dict]) -> Catalog:
+        if request.param == "file":
+            return FileCatalog(path=str(write_jsonl(tmp_path / "catalog.jsonl", docs)))
+        return mongo_catalog(docs)
+
+    return make
+
+
+@pytest.fixture
+def catalog(make_catalog) -> Catalog:
+    return make_catalog(DOCS)
+
+
+def page_through(catalog: Catalog, dcc: str, limit: int) -> list[str]:
+    seen, after = [], None
+    while page := catalog.list(dcc, limit, after):
+        assert len(page) <= limit
+        seen += [r.local_id for r in page]
+        after = page[-1].local_id
+    return seen
+
+
+# --- the contract checks (shared with the real-MongoDB test) ---------------------------------------
+
+
+def check_get_full_record(catalog: Catalog) -> None:
+    assert catalog.get("encode", "ENCFF002") == FileRecord(
+        dcc="encode",
+        local_id="ENCFF002",
+        md5="md5-002",
+        sha256="sha-002",
+        size=2048,
+        access_url="https://example.org/ENCFF002.bam",
+        filename="ENCFF002.bam",
+        format_id="format:2572",
+        format_name="BAM",
+        dcc_abbreviation="ENCODE",
+        data_access_level="public",
+    )
+    # Mongo projects `extra` down to the extra-files lists; the file keeps it whole. Both carry these:
+    assert catalog.get("encode", "ENCFF002").extra["extra_files"] == ["ENCFF002.bam.bai"]
+
+
+def check_get_dcc_case_insensitive_local_id_exact(catalog: Catalog) -> None:
+    assert catalog.get("EnCoDe", "ENCFF001").md5 == "md5-001"
+    assert catalog.get(" ENCODE ", "ENCFF001").md5 == "md5-001"
+    assert catalog.get("encode", "encff001").md5 == "md5-lower-001"
+    assert catalog.get("encode", "Encff001") is None
+    assert catalog.get("encode", "ENCFF001 ") is None
+
+
+def check_get_missing_is_none(catalog: Catalog) -> None:
+    assert catalog.get("encode", "ENCFF999") is None
+    assert catalog.get("4dn", "ENCFF001") is None  # right id, wrong DCC
+    assert catalog.get("hubmap", "4DNFI001") is None
+
+
+def check_size_int_or_string_and_junk_is_none(catalog: Catalog) -> None:
+    sizes = {local_id: catalog.get("encode", local_id).size for local_id in ENCODE_IDS}
+    assert sizes == {
+        "ENCFF001": 512,
+        "ENCFF002": 2048,
+        "ENCFF003": None,
+        "ENCFF004": None,
+        "ENCFF005": None,
+        "ENCFF010": 4096,
+        "encff001": None,
+    }
+    assert catalog.get("4dn", "4DNFI001").size == 123456789012
+
+
+def check_list_ordered_by_local_id(catalog: Catalog) -> None:
+    records = catalog.list("ENCODE", 100)
+    assert [r.local_id for r in records] == ENCODE_IDS
+    assert all(r.dcc == "encode" for r in records)
+    assert [r.local_id for r in catalog.list("4dn", 100)] == ["4DNFI001"]
+    assert catalog.list("hubmap", 100) == []
+
+
+def check_list_limit_and_after(catalog: Catalog) -> None:
+    assert [r.local_id for r in catalog.list("encode", 3)] == ENCODE_IDS[:3]
+    assert [r.local_id for r in catalog.list("encode", 2, after="ENCFF002")] == ["ENCFF003", "ENCFF004"]
+    assert [r.local_id for r in catalog.list("encode", 100, after="ENCFF0025")] == ENCODE_IDS[2:]
+    assert catalog.list("encode", 100, after=ENCODE_IDS[-1]) == []
+
+
+def check_list_pages_through_everything_once(catalog: Catalog) -> None:
+    for limit in (1, 2, 3, len(ENCODE_IDS), 100):
+        assert page_through(catalog, "encode", limit) == ENCODE_IDS
+
+
+CONTRACT = [
+    check_get_full_record,
+    check_get_dcc_case_insensitive_local_id_exact,
+    check_get_missing_is_none,
+    check_size_int_or_string_and_junk_is_none,
+    check_list_ordered_by_local_id,
+    check_list_limit_and_after,
+    check_list_pages_through_everything_once,
+]
+
+
+# --- the contract, for both implementations --------------------------------------------------------
+
+
+def test_get_returns_the_normalized_record(catalog):
+    check_get_full_record(catalog)
+
+
+def test_get_matches_dcc_case_insensitively_and_local_id_exactly(catalog):
+    check_get_dcc_case_insensitive_local_id_exact(catalog)
+
+
+def test_get_of_a_missing_record_is_none(catalog):
+    check_get_missing_is_none(catalog)
+
+
+def test_size_in_bytes_may_be_int_or_digit_string_and_junk_is_none(catalog):
+    check_size_int_or_string_and_junk_is_none(catalog)
+
+
+def test_list_is_ordered_by_local_id_within_one_dcc(catalog):
+    check_list_ordered_by_local_id(catalog)
+
+
+def test_list_honours_limit_and_starts_strictly_after_the_cursor(catalog):
+    check_list_limit_and_after(catalog)
+
+
+def test_list_pages_through_every_record_exactly_once(catalog):
+    check_list_pages_through_everything_once(catalog)
+
+
+def test_check_passes_on_a_readable_catalog(catalog):
+    catalog.check()  # raises CatalogError otherwise
+    assert catalog.get("encode", "ENCFF001") is not None
+
+
+def test_raw_style_format_string_gives_format_id_without_name(make_catalog):
+    catalog = make_catalog([{"submission": "encode", "local_id": "R1", "file_format": "format:3003"}])
+
+    record = catalog.get("encode", "R1")
+
+    assert (record.format_id, record.format_name) == ("format:3003", None)
+
+
+# --- MongoCatalog: `files` first, then the raw `file` collection -----------------------------------
+
+
+def test_mongo_get_falls_back_to_the_raw_file_collection():
+    raw = {"submission": "encode", "local_id": "RAW1", "md5": "md5-raw", "file_format": "format:2572",
+           "size_in_bytes": "77"}
+    catalog = mongo_catalog(DOCS, raw=[raw])
+
+    record = catalog.get("ENCODE", "RAW1")
+
+    assert (record.dcc, record.local_id, record.md5, record.size) == ("encode", "RAW1", "md5-raw", 77)
+    assert (record.format_id, record.format_name) == ("format:2572", None)
+
+
+def test_mongo_get_prefers_the_files_collection_over_the_raw_one():
+    raw = {"submission": "encode", "local_id": "ENCFF001", "md5": "md5-from-raw", "file_format": "format:1"}
+    catalog = mongo_catalog(DOCS, raw=[raw])
+
+    assert catalog.get("encode", "ENCFF001").md5 == "md5-001"
+
+
+def test_mongo_catalog_unreachable_server_is_a_catalog_error_without_credentials():
+    catalog = MongoCatalog(uri="mongodb://reader:s3cret@127.0.0.1:1/?authSource=admin", timeout_ms=200)
+
+    with pytest.raises(CatalogError, match="unreachable") as caught:
+        catalog.check()
+
+    assert "127.0.0.1:1" in str(caught.value)
+    assert "s3cret" not in str(caught.value) and "reader" not in str(caught.value)
+
+
+# --- FileCatalog: reloading and malformed files ----------------------------------------------------
+
+
+def test_file_catalog_reloads_when_the_file_changes(tmp_path):
+    path = write_jsonl(tmp_path / "catalog.jsonl", DOCS)
+    catalog = FileCatalog(path=str(path))
+    assert catalog.get("encode", "NEW1") is None
+
+    write_jsonl(path, [*DOCS, {"submission": "encode", "local_id": "NEW1", "md5": "md5-new"}])
+
+    assert catalog.get("encode", "NEW1").md5 == "md5-new"
+    assert [r.local_id for r in catalog.list("encode", 100)] == sorted([*ENCODE_IDS, "NEW1"])
+
+
+def test_file_catalog_reloads_a_same_size_rewrite_with_a_new_mtime(tmp_path):
+    path = write_jsonl(tmp_path / "catalog.jsonl", [{"submission": "encode", "local_id": "A", "md5": "aaaa"}])
+    catalog = FileCatalog(path=str(path))
+    assert catalog.get("encode", "A").md5 == "aaaa"
+    mtime_ns = path.stat().st_mtime_ns
+
+    write_jsonl(path, [{"submission": "encode", "local_id": "A", "md5": "bbbb"}])
+    os.utime(path, ns=(mtime_ns + 10**9, mtime_ns + 10**9))
+
+    assert catalog.get("encode", "A").md5 == "bbbb"
+
+
+def test_file_catalog_keeps_the_first_of_duplicated_records(tmp_path):
+    docs = [{"submission": "encode", "local_id": "A", "md5": "first"},
+            {"submission": "ENCODE", "local_id": "A", "md5": "second"}]
+    catalog = FileCatalog(path=str(write_jsonl(tmp_path / "catalog.jsonl", docs)))
+
+    assert catalog.get("encode", "A").md5 == "first"
+    assert [r.md5 for r in catalog.list("encode", 10)] == ["first"]
+
+
+def test_file_catalog_skips_blank_lines(tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    path.write_text('\n{"submission": "encode", "local_id": "A"}\n   \n{"submission": "encode", "local_id": "B"}\n')
+
+    assert [r.local_id for r in FileCatalog(path=str(path)).list("encode", 10)] == ["A", "B"]
+
+
+@pytest.mark.parametrize("bad_line", ["{not json", '{"submission": "encode", "local_id": ', "[1, 2]", '"text"'])
+def test_malformed_line_is_a_catalog_error_naming_the_line_number(tmp_path, bad_line):
+    path = tmp_path / "catalog.jsonl"
+    good = json.dumps({"submission": "encode", "local_id": "A"})
+    path.write_text(f"{good}\n\n{bad_line}\n{good}\n", encoding="utf-8")
+
+    with pytest.raises(CatalogError, match=r"Line 3 of the catalog file") as caught:
+        FileCatalog(path=str(path)).check()
+
+    assert str(path) in str(caught.value)
+
+
+def test_missing_catalog_file_is_a_catalog_error_on_check(tmp_path):
+    path = tmp_path / "absent.jsonl"
+
+    with pytest.raises(CatalogError, match="cannot be read") as caught:
+        FileCatalog(path=str(path)).check()
+
+    assert str(path) in str(caught.value)
+
+
+def test_catalog_path_that_is_a_directory_is_a_catalog_error_on_check(tmp_path):
+    with pytest.raises(CatalogError, match="cannot be read"):
+        FileCatalog(path=str(tmp_path)).check()
+
+
+def test_catalog_file_deleted_after_loading_is_a_catalog_error(tmp_path):
+    path = write_jsonl(tmp_path / "catalog.jsonl", DOCS)
+    catalog = FileCatalog(path=str(path))
+    catalog.check()
+    path.unlink()
+
+    with pytest.raises(CatalogError):
+        catalog.get("encode", "ENCFF001")
+
+
+# --- open_catalog ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
+def test_open_catalog_picks_file_catalog_for_a_path_or_file_uri(tmp_path, as_uri):
+    path = write_jsonl(tmp_path / "catalog.jsonl", DOCS)
+
+    catalog = open_catalog(path.as_uri() if as_uri else str(path))
+
+    assert isinstance(catalog, FileCatalog)
+    assert catalog.path == str(path)
+    assert catalog.get("encode", "ENCFF001").md5 == "md5-001"
+
+
+@pytest.mark.parametrize("uri", ["mongodb://db.example:27017", "mongodb+srv://u:p@cluster.example/"])
+def test_open_catalog_picks_mongo_catalog_for_mongodb_uris(uri):
+    catalog = open_catalog(uri, database="cfdb_alt")
+
+    assert isinstance(catalog, MongoCatalog)
+    assert (catalog.uri, catalog.database) == (uri, "cfdb_alt")
+
+
+@pytest.mark.parametrize("location", ["http://x", "https://example.org/catalog.jsonl", "s3://bucket/c.jsonl"])
+def test_open_catalog_rejects_other_schemes_listing_the_accepted_ones(location):
+    with pytest.raises(CatalogError) as caught:
+        open_catalog(location)
+
+    message = str(caught.value)
+    assert location in message
+    assert all(scheme in message for scheme in ("file path", "file://", "mongodb://", "mongodb+srv://"))
+
+
+# --- a real MongoDB, when one is available ---------------------------------------------------------
+
+
+@pytest.mark.skipif(not os.environ.get("CFDB_TEST_MONGO_URI"), reason="CFDB_TEST_MONGO_URI is not set")
+def test_mongo_catalog_contract_on_a_real_server():
+    import pymongo
+
+    uri = os.environ["CFDB_TEST_MONGO_URI"]
+    database = f"cfdb_test_{uuid.uuid4().hex[:12]}"
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        client[database]["files"].insert_many([dict(d) for d in DOCS])
+        client[database]["file"].insert_one(
+            {"submission": "encode", "local_id": "RAW1", "md5": "md5-raw", "file_format": "format:2572"}
+        )
+        catalog = MongoCatalog(uri=uri, database=database)
+        catalog.check()
+        for check in CONTRACT:
+            check(catalog)
+        raw = catalog.get("Encode", "RAW1")
+        assert (raw.md5, raw.format_id, raw.format_name) == ("md5-raw", "format:2572", None)
+    finally:
+        client.drop_database(database)
+        client.close()

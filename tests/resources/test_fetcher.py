@@ -1,0 +1,413 @@
+"""SourceFetcher against real file:// sources and a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from resources import ChecksumMismatch, FetchError, SourceFetcher
+from resources.fetcher import redact_url
+
+# Larger than the fetcher's 1 MiB download chunk, so a body can break after a chunk was handed over.
+PAYLOAD = random.Random(20240501).randbytes(3 * 1024 * 1024)
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+# --- the local HTTP server -------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes: /data (Range-aware), /norange (ignores Range), /redirect/<n> (n hops to /data),
+    /offsite (redirects off loopback), /flaky/<token>/<n> (500 n times, then /data),
+    /drop/<token>/<n> (first body cut after n bytes, then /data), /missing (404)."""
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:
+        self._route(head=False)
+
+    def do_HEAD(self) -> None:
+        self._route(head=True)
+
+    def _route(self, head: bool) -> None:
+        path = urlsplit(self.path).path
+        hits = self.server.hit(path)
+        parts = path.strip("/").split("/")
+        kind = parts[0]
+        if kind == "data":
+            self._send_payload(head, honour_range=True)
+        elif kind == "norange":
+            self._send_payload(head, honour_range=False)
+        elif kind == "redirect":
+            hops = int(parts[1])
+            self._redirect("/data" if hops <= 1 else f"/redirect/{hops - 1}")
+        elif kind == "offsite":
+            self._redirect("http://example.com/data")
+        elif kind == "flaky" and hits <= int(parts[2]):
+            self._send_status(500)
+        elif kind == "flaky":
+            self._send_payload(head, honour_range=True)
+        elif kind == "drop" and hits == 1 and not head:
+            self._send_truncated(int(parts[2]))
+        elif kind == "drop":
+            self._send_payload(head, honour_range=True)
+        else:
+            self._send_status(404)
+
+    def _send_payload(self, head: bool, honour_range: bool) -> None:
+        start, end = 0, len(PAYLOAD)
+        requested = self.headers.get("Range")
+        if requested and honour_range:
+            first, _, last = requested.removeprefix("bytes=").partition("-")
+            start, end = int(first), min(int(last) + 1 if last else len(PAYLOAD), len(PAYLOAD))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(PAYLOAD)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes" if honour_range else "none")
+        self.end_headers()
+        if not head:
+            self.wfile.write(PAYLOAD[start:end])
+
+    def _send_truncated(self, length: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD[:length])  # then the connection closes early
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _send_status(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def hit(self, path: str) -> int:
+        with self._lock:
+            self.hits[path] += 1
+            return self.hits[path]
+
+    def handle_error(self, request, client_address) -> None:  # clients hanging up early is fine
+        pass
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def token(request) -> str:
+    """A path segment unique to the test, so per-path hit counters start at zero."""
+    return request.node.name.replace("[", "-").replace("]", "")
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def fetcher(**overrides) -> SourceFetcher:
+    options = {"allow_http_loopback": True, "backoff_s": 0.01, "connect_timeout_s": 5.0, "read_timeout_s": 5.0}
+    return SourceFetcher(**{**options, **overrides})
+
+
+def source_file(tmp_path: Path, data: bytes = PAYLOAD) -> Path:
+    path = tmp_path / "source.bin"
+    path.write_bytes(data)
+    return path
+
+
+def read_all(upstream) -> bytes:
+    try:
+        return b"".join(upstream.chunks)
+    finally:
+        upstream.close()
+
+
+def leftovers(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.parent.iterdir() if p.name.startswith(dest.name))
+
+
+# --- file:// downloads -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("checksum", [f"md5:{MD5}", f"sha256:{SHA256}"], ids=["md5", "sha256"])
+def test_file_download_verifies_checksum_and_reports_both_digests(tmp_path, checksum):
+    dest = tmp_path / "out" / "source"
+    dest.parent.mkdir()
+
+    got = fetcher().download(source_file(tmp_path).as_uri(), dest, checksum)
+
+    assert (got.path, got.size, got.md5, got.sha256) == (dest, len(PAYLOAD), MD5, SHA256)
+    assert dest.read_bytes() == PAYLOAD
+    assert leftovers(dest) == ["source"]
+
+
+@pytest.mark.parametrize("algo", ["md5", "sha256"])
+def test_checksum_mismatch_names_both_digests_and_keeps_nothing(tmp_path, algo):
+    dest = tmp_path / "out" / "source"
+    dest.parent.mkdir()
+    wrong = ("0" * 32) if algo == "md5" else ("f" * 64)
+    actual = MD5 if algo == "md5" else SHA256
+
+    with pytest.raises(ChecksumMismatch) as caught:
+        fetcher().download(source_file(tmp_path).as_uri(), dest, f"{algo}:{wrong}")
+
+    assert wrong in str(caught.value) and actual in str(caught.value)
+    assert caught.value.permanent is True
+    assert leftovers(dest) == []
+
+
+def test_missing_file_source_is_a_permanent_fetch_error_and_keeps_nothing(tmp_path):
+    dest = tmp_path / "source"
+
+    with pytest.raises(FetchError) as caught:
+        fetcher().download((tmp_path / "absent.bin").as_uri(), dest, None)
+
+    assert caught.value.permanent is True
+    assert not dest.exists() and not dest.with_name("source.part").exists()
+
+
+# --- file:// open and size -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start, end", [(0, 1), (10, 20), (100_000, 2_500_000), (len(PAYLOAD) - 5, len(PAYLOAD))])
+def test_file_open_with_range_is_206_with_exact_bytes(tmp_path, start, end):
+    upstream = fetcher().open(source_file(tmp_path).as_uri(), start, end)
+
+    assert (upstream.status, upstream.size, upstream.start, upstream.end) == (206, len(PAYLOAD), start, end)
+    assert read_all(upstream) == PAYLOAD[start:end]
+
+
+def test_file_open_with_end_past_eof_stops_at_eof(tmp_path):
+    upstream = fetcher().open(source_file(tmp_path).as_uri(), len(PAYLOAD) - 3, len(PAYLOAD) + 100)
+
+    assert (upstream.status, upstream.end) == (206, len(PAYLOAD))
+    assert read_all(upstream) == PAYLOAD[-3:]
+
+
+def test_file_open_without_range_is_200_with_whole_body(tmp_path):
+    upstream = fetcher().open(source_file(tmp_path).as_uri())
+
+    assert (upstream.status, upstream.size) == (200, len(PAYLOAD))
+    assert read_all(upstream) == PAYLOAD
+
+
+def test_file_size_is_the_file_length_and_missing_file_is_permanent(tmp_path):
+    assert fetcher().size(source_file(tmp_path, b"12345").as_uri()) == 5
+
+    with pytest.raises(FetchError) as caught:
+        fetcher().size((tmp_path / "absent.bin").as_uri())
+    assert caught.value.permanent is True
+
+
+# --- http downloads --------------------------------------------------------------------------------
+
+
+def test_http_download_fetches_exact_bytes_and_verifies_sha256(server, tmp_path):
+    dest = tmp_path / "source"
+
+    got = fetcher().download(f"{server.base}/data", dest, f"sha256:{SHA256}")
+
+    assert (got.size, got.md5, got.sha256) == (len(PAYLOAD), MD5, SHA256)
+    assert dest.read_bytes() == PAYLOAD
+    assert leftovers(dest) == ["source"]
+
+
+def test_http_checksum_mismatch_keeps_nothing(server, tmp_path):
+    dest = tmp_path / "source"
+
+    with pytest.raises(ChecksumMismatch) as caught:
+        fetcher().download(f"{server.base}/data", dest, f"md5:{'a' * 32}")
+
+    assert "a" * 32 in str(caught.value) and MD5 in str(caught.value)
+    assert leftovers(dest) == []
+
+
+def test_redirect_chain_within_the_limit_is_followed(server, tmp_path):
+    dest = tmp_path / "source"
+
+    got = fetcher(max_redirects=3).download(f"{server.base}/redirect/3", dest, f"md5:{MD5}")
+
+    assert got.md5 == MD5 and dest.read_bytes() == PAYLOAD
+
+
+def test_more_redirects_than_max_redirects_is_a_permanent_error(server, tmp_path):
+    dest = tmp_path / "source"
+
+    with pytest.raises(FetchError, match="redirected more than 3 times") as caught:
+        fetcher(max_redirects=3).download(f"{server.base}/redirect/4", dest, None)
+
+    assert caught.value.permanent is True
+    assert leftovers(dest) == []
+
+
+def test_redirect_off_loopback_is_refused(server, tmp_path):
+    with pytest.raises(FetchError, match="example.com") as caught:
+        fetcher().download(f"{server.base}/offsite", tmp_path / "source", None)
+
+    assert caught.value.permanent is True
+
+
+def test_server_errors_are_retried_with_backoff_until_success(server, tmp_path, token):
+    dest = tmp_path / "source"
+    path = f"/flaky/{token}/2"
+    began = time.monotonic()
+
+    got = fetcher(retries=3).download(f"{server.base}{path}", dest, f"sha256:{SHA256}")
+
+    assert got.sha256 == SHA256 and dest.read_bytes() == PAYLOAD
+    assert server.hits[path] == 3
+    assert time.monotonic() - began >= 0.01 + 0.02  # two backoffs: 0.01 s, then 0.02 s
+
+
+def test_server_errors_beyond_the_retries_are_a_transient_error(server, tmp_path, token):
+    dest = tmp_path / "source"
+    path = f"/flaky/{token}/10"
+
+    with pytest.raises(FetchError, match="HTTP 500") as caught:
+        fetcher(retries=2).download(f"{server.base}{path}", dest, None)
+
+    assert caught.value.permanent is False
+    assert server.hits[path] == 3  # the first attempt and two retries
+    assert leftovers(dest) == []
+
+
+def test_not_found_is_permanent_and_not_retried(server, tmp_path):
+    before = server.hits["/missing"]
+
+    with pytest.raises(FetchError, match="HTTP 404") as caught:
+        fetcher(retries=3).download(f"{server.base}/missing", tmp_path / "source", None)
+
+    assert caught.value.permanent is True
+    assert server.hits["/missing"] - before == 1
+
+
+def test_body_cut_short_before_the_first_chunk_is_retried(server, tmp_path, token):
+    dest = tmp_path / "source"
+    path = f"/drop/{token}/1000"  # less than one download chunk: nothing was handed over yet
+
+    got = fetcher(retries=3).download(f"{server.base}{path}", dest, f"sha256:{SHA256}")
+
+    assert got.size == len(PAYLOAD) and dest.read_bytes() == PAYLOAD
+    assert server.hits[path] == 2
+
+
+def test_body_cut_short_after_bytes_were_written_never_yields_a_corrupt_file(server, tmp_path, token):
+    # The first response breaks after 1.5 MiB (more than one download chunk). A retry must not append
+    # a second whole body to the bytes already written.
+    dest = tmp_path / "source"
+    path = f"/drop/{token}/{3 * 512 * 1024}"
+
+    with pytest.raises(FetchError) as caught:
+        fetcher(retries=3).download(f"{server.base}{path}", dest, None)
+
+    assert not isinstance(caught.value, ChecksumMismatch)
+    assert caught.value.permanent is False  # a later run may well succeed
+    assert server.hits[path] == 1
+    assert leftovers(dest) == []
+    # ... and that later run does succeed, with the exact bytes.
+    got = fetcher().download(f"{server.base}{path}", dest, f"sha256:{SHA256}")
+    assert got.size == len(PAYLOAD) and dest.read_bytes() == PAYLOAD
+
+
+# --- http open and size ----------------------------------------------------------------------------
+
+
+def test_http_open_with_range_is_206_with_exact_bytes_and_total_size(server):
+    upstream = fetcher().open(f"{server.base}/data", 1000, 5000)
+
+    assert (upstream.status, upstream.size, upstream.start, upstream.end) == (206, len(PAYLOAD), 1000, 5000)
+    assert read_all(upstream) == PAYLOAD[1000:5000]
+
+
+def test_http_open_without_range_is_200_with_whole_body(server):
+    upstream = fetcher().open(f"{server.base}/norange")
+
+    assert (upstream.status, upstream.size) == (200, len(PAYLOAD))
+    assert read_all(upstream) == PAYLOAD
+
+
+@pytest.mark.parametrize("start, end", [(10, 20), (10, None), (0, 100)])
+def test_http_upstream_ignoring_range_is_an_error_never_a_fake_206(server, start, end):
+    with pytest.raises(FetchError, match="ignored the byte range"):
+        fetcher().open(f"{server.base}/norange", start, end)
+
+
+def test_http_size_comes_from_head_after_redirects(server):
+    before = server.hits["/data"]
+
+    assert fetcher().size(f"{server.base}/redirect/2") == len(PAYLOAD)
+    assert server.hits["/data"] - before == 1
+
+
+def test_http_is_refused_unless_loopback_http_is_allowed(server, tmp_path):
+    before = server.hits["/data"]
+
+    with pytest.raises(FetchError, match="Unsupported source URL scheme") as caught:
+        fetcher(allow_http_loopback=False).open(f"{server.base}/data")
+
+    assert caught.value.permanent is True
+    assert server.hits["/data"] == before  # refused before any request
+
+
+@pytest.mark.parametrize("url", ["http://example.com/data", "http://10.0.0.1/data", "ftp://127.0.0.1/data"])
+def test_non_loopback_http_and_other_schemes_are_refused_even_when_loopback_is_allowed(url):
+    with pytest.raises(FetchError, match="Unsupported source URL scheme") as caught:
+        fetcher(allow_http_loopback=True).open(url)
+
+    assert caught.value.permanent is True
+
+
+# --- redact_url ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, redacted",
+    [
+        ("https://user:secret@example.com/a/b.bam?X-Amz-Signature=abc&t=1", "https://example.com/a/b.bam"),
+        ("https://example.com:8443/a.bam?token=xyz#frag", "https://example.com:8443/a.bam"),
+        ("http://token@127.0.0.1:9000/f", "http://127.0.0.1:9000/f"),
+        ("http://u:p@[::1]:8080/f?sig=1", "http://[::1]:8080/f"),
+        ("https://example.com/plain.bam", "https://example.com/plain.bam"),
+    ],
+)
+def test_redact_url_strips_credentials_and_query(url, redacted):
+    assert redact_url(url) == redacted
+
+
+def test_redact_url_survives_a_malformed_port():
+    assert redact_url("https://user:pw@example.com:99999/f?sig=1") == "https://example.com:99999/f"
