@@ -15,13 +15,13 @@ import json
 import random
 from pathlib import Path
 
-__all__ = ["write_demo", "CHROMS"]
+__all__ = ["CHROMS", "bed_text", "document", "sam_text", "write_demo"]
 
 SEED = 42
 CHROMS = {"chr1": 1_000_000, "chr2": 800_000, "chr10": 600_000, "chrX": 500_000}
 
 
-def _bed(rng: random.Random, n: int = 2000) -> str:
+def bed_text(rng: random.Random, n: int = 2000) -> str:
     lines = ["track name=demo description=\"demo peaks\"", "# unsorted demo intervals"]
     for i in range(n):
         chrom = rng.choice(list(CHROMS))
@@ -43,7 +43,7 @@ def _narrowpeak(rng: random.Random, n: int = 500) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sam(rng: random.Random, n: int = 1000) -> str:
+def sam_text(rng: random.Random, n: int = 1000) -> str:
     lines = ["@HD\tVN:1.6\tSO:unsorted"]
     lines += [f"@SQ\tSN:{c}\tLN:{length}" for c, length in CHROMS.items()]
     lines.append("@PG\tID:demo\tPN:cfdb-demo")
@@ -87,7 +87,7 @@ def _csv(rng: random.Random, n: int = 50) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _document(dcc: str, local_id: str, path: Path, fmt: tuple[str, str], **overrides) -> dict:
+def document(dcc: str, local_id: str, path: Path, fmt: tuple[str, str], **overrides) -> dict:
     data = path.read_bytes()
     abbreviation = {"4dn": "4DN_DCIC", "encode": "ENCODE", "hubmap": "HuBMAP"}[dcc]
     doc = {
@@ -114,31 +114,31 @@ def write_demo(out: Path) -> Path:
     src.mkdir(exist_ok=True)
     rng = random.Random(SEED)
     files = {
-        "ENCFF000BED.bed": _bed(rng).encode(),
-        "ENCFF000SAM.sam": _sam(rng).encode(),
+        "ENCFF000BED.bed": bed_text(rng).encode(),
+        "ENCFF000SAM.sam": sam_text(rng).encode(),
         "ENCFF000NPK.narrowPeak": _narrowpeak(rng).encode(),
         "4DNFIVCF0001.vcf.gz": gzip.compress(_vcf(rng).encode(), mtime=0),
         "4DNFIGFF0001.gff3": _gff3(rng).encode(),
         "ENCFF000CSV.csv": _csv(rng).encode(),
-        "HBM000BED.bed": _bed(rng, 300).encode(),
+        "HBM000BED.bed": bed_text(rng, 300).encode(),
     }
     for name, data in files.items():
         (src / name).write_bytes(data)
     docs = [
-        _document("encode", "ENCFF000BED", src / "ENCFF000BED.bed", ("format:3003", "BED")),
-        _document("encode", "ENCFF000SAM", src / "ENCFF000SAM.sam", ("format:2573", "SAM")),
-        _document("encode", "ENCFF000NPK", src / "ENCFF000NPK.narrowPeak", ("format:3613", "NarrowPeak")),
-        _document("encode", "ENCFF000CSV", src / "ENCFF000CSV.csv", ("format:3752", "CSV")),
+        document("encode", "ENCFF000BED", src / "ENCFF000BED.bed", ("format:3003", "BED")),
+        document("encode", "ENCFF000SAM", src / "ENCFF000SAM.sam", ("format:2573", "SAM")),
+        document("encode", "ENCFF000NPK", src / "ENCFF000NPK.narrowPeak", ("format:3613", "NarrowPeak")),
+        document("encode", "ENCFF000CSV", src / "ENCFF000CSV.csv", ("format:3752", "CSV")),
         # Bytes that do not match the catalog md5: the job fails and nothing is published.
-        _document("encode", "ENCFF000BAD", src / "ENCFF000BED.bed", ("format:3003", "BED"),
+        document("encode", "ENCFF000BAD", src / "ENCFF000BED.bed", ("format:3003", "BED"),
                   md5="0" * 32, sha256=None),
         # No checksum: cannot be content-addressed; ?raw=true still streams it.
-        _document("encode", "ENCFF000NOSUM", src / "ENCFF000BED.bed", ("format:3003", "BED"),
+        document("encode", "ENCFF000NOSUM", src / "ENCFF000BED.bed", ("format:3003", "BED"),
                   md5=None, sha256=None),
-        _document("4dn", "4DNFIVCF0001", src / "4DNFIVCF0001.vcf.gz", ("format:3016", "VCF")),
-        _document("4dn", "4DNFIGFF0001", src / "4DNFIGFF0001.gff3", ("format:1975", "GFF3")),
-        _document("hubmap", "HBM000BED", src / "HBM000BED.bed", ("format:3003", "BED")),
-        _document("hubmap", "HBM000PROT", src / "HBM000BED.bed", ("format:3003", "BED"),
+        document("4dn", "4DNFIVCF0001", src / "4DNFIVCF0001.vcf.gz", ("format:3016", "VCF")),
+        document("4dn", "4DNFIGFF0001", src / "4DNFIGFF0001.gff3", ("format:1975", "GFF3")),
+        document("hubmap", "HBM000BED", src / "HBM000BED.bed", ("format:3003", "BED")),
+        document("hubmap", "HBM000PROT", src / "HBM000BED.bed", ("format:3003", "BED"),
                   data_access_level="protected"),
     ]
     catalog = out / "catalog.jsonl"

@@ -73,26 +73,32 @@ class SourceFetcher(dg.ConfigurableResource):
     backoff_s: float = 1.0
     max_redirects: int = 5
     allow_http_loopback: bool = False
+    allow_file_urls: bool = True  # the embedded profile serves a local demo; production turns it off
 
     def download(self, url: str, dest: Path, checksum: str | None) -> Download:
-        """Fetch ``url`` to ``dest``, verifying ``checksum`` (``md5:<hex>`` / ``sha256:<hex>``)."""
+        """Fetch ``url`` to ``dest``, verifying ``checksum`` (``md5:<hex>`` / ``sha256:<hex>``).
+
+        Transient failures (5xx, resets, timeouts) restart the download from scratch, with
+        exponential backoff, up to ``retries`` times."""
         part = dest.with_name(dest.name + ".part")
         try:
-            md5, sha, size = hashlib.md5(), hashlib.sha256(), 0
-            with open(part, "wb") as out:
-                for chunk in self._download_chunks(url):
-                    out.write(chunk)
-                    md5.update(chunk)
-                    sha.update(chunk)
-                    size += len(chunk)
-            got = Download(dest, size, md5.hexdigest(), sha.hexdigest())
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    got = self._download_once(url, part, dest)
+                    break
+                except FetchError as exc:
+                    if exc.permanent or attempt > self.retries:
+                        raise
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
             if checksum:
                 algo, _, expected = checksum.partition(":")
                 actual = got.md5 if algo == "md5" else got.sha256
                 if actual != expected:
                     raise ChecksumMismatch(
                         f"The source bytes do not match the catalog checksum: expected {algo} "
-                        f"{expected}, got {actual} ({size} bytes from {redact_url(url)}). "
+                        f"{expected}, got {actual} ({got.size} bytes from {redact_url(url)}). "
                         "The upstream file changed or the catalog is stale; re-sync the catalog."
                     )
             os.replace(part, dest)
@@ -100,28 +106,38 @@ class SourceFetcher(dg.ConfigurableResource):
         finally:
             part.unlink(missing_ok=True)
 
+    def _download_once(self, url: str, part: Path, dest: Path) -> Download:
+        md5, sha, size = hashlib.md5(), hashlib.sha256(), 0
+        with open(part, "wb") as out:
+            for chunk in self._chunks(url):
+                out.write(chunk)
+                md5.update(chunk)
+                sha.update(chunk)
+                size += len(chunk)
+        return Download(dest, size, md5.hexdigest(), sha.hexdigest())
+
     def open(self, url: str, start: int = 0, end: int | None = None) -> Upstream:
         """Open ``url`` for bytes ``[start, end)``; raises FetchError before any byte is sent."""
         scheme = urlsplit(url).scheme
         if scheme == "file":
-            return _open_file(_file_path(url), start, end)
+            return _open_file(self._file_path(url), start, end)
         return self._open_http(url, start, end)
 
     def size(self, url: str) -> int | None:
         """The upstream size (stat for file://, HEAD for https), or None when it does not say."""
         if urlsplit(url).scheme == "file":
             try:
-                return _file_path(url).stat().st_size
+                return self._file_path(url).stat().st_size
             except OSError as exc:
                 raise PermanentFetchError(f"The source file:// {_file_path(url).name} cannot be read ({exc.strerror}).") from None
         response = self._get(url, None, method="HEAD")
         response.close()
         return _total_size(response)
 
-    def _download_chunks(self, url: str) -> Iterator[bytes]:
-        scheme = urlsplit(url).scheme
-        if scheme == "file":
-            path = _file_path(url)
+    def _chunks(self, url: str) -> Iterator[bytes]:
+        """The whole body of one attempt; a failure mid-body is a transient FetchError."""
+        if urlsplit(url).scheme == "file":
+            path = self._file_path(url)
             try:
                 fh = open(path, "rb")
             except OSError as exc:
@@ -130,28 +146,21 @@ class SourceFetcher(dg.ConfigurableResource):
                 while chunk := fh.read(CHUNK):
                     yield chunk
             return
-        # http(s): retried as a whole on transient errors, but only while nothing has been yielded:
-        # the caller keeps what it got, so a retry after that would append a second body.
-        attempt = 0
-        while True:
-            attempt += 1
-            yielded = False
-            try:
-                response = self._get(url, None)
-                try:
-                    for chunk in response.iter_content(CHUNK):
-                        yielded = True
-                        yield chunk
-                finally:
-                    response.close()
-                return
-            except FetchError as exc:
-                if exc.permanent or attempt > self.retries:
-                    raise
-            except Exception as exc:  # connection resets mid-body
-                if yielded or attempt > self.retries:
-                    raise FetchError(f"Downloading {redact_url(url)} failed: {type(exc).__name__}.") from None
-            time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        response = self._get(url, None)
+        try:
+            yield from response.iter_content(CHUNK)
+        except Exception as exc:  # connection reset or read timeout mid-body
+            raise FetchError(f"Downloading {redact_url(url)} failed mid-body: {type(exc).__name__}.") from None
+        finally:
+            response.close()
+
+    def _file_path(self, url: str) -> Path:
+        if not self.allow_file_urls:
+            raise PermanentFetchError(
+                f"file:// sources are disabled here ({redact_url(url)}); set CFDB_ALLOW_FILE_URLS=true "
+                "only for trusted, local catalogs."
+            )
+        return _file_path(url)
 
     def _check_url(self, url: str) -> None:
         parts = urlsplit(url)

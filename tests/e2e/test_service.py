@@ -13,7 +13,8 @@ import pysam
 import pytest
 
 from resources import LocalStore
-from tests.e2e.conftest import Service, catalog_doc
+from tests.e2e.conftest import catalog_doc
+from tests.e2e.service import Service
 
 
 

@@ -326,22 +326,17 @@ def test_body_cut_short_before_the_first_chunk_is_retried(server, tmp_path, toke
     assert server.hits[path] == 2
 
 
-def test_body_cut_short_after_bytes_were_written_never_yields_a_corrupt_file(server, tmp_path, token):
-    # The first response breaks after 1.5 MiB (more than one download chunk). A retry must not append
-    # a second whole body to the bytes already written.
+def test_body_cut_short_after_bytes_were_written_restarts_from_scratch(server, tmp_path, token):
+    # The first response breaks after 1.5 MiB (more than one download chunk). The retry must start
+    # the file over, not append a second whole body to the bytes already written.
     dest = tmp_path / "source"
     path = f"/drop/{token}/{3 * 512 * 1024}"
 
-    with pytest.raises(FetchError) as caught:
-        fetcher(retries=3).download(f"{server.base}{path}", dest, None)
+    got = fetcher(retries=3).download(f"{server.base}{path}", dest, f"sha256:{SHA256}")
 
-    assert not isinstance(caught.value, ChecksumMismatch)
-    assert caught.value.permanent is False  # a later run may well succeed
-    assert server.hits[path] == 1
-    assert leftovers(dest) == []
-    # ... and that later run does succeed, with the exact bytes.
-    got = fetcher().download(f"{server.base}{path}", dest, f"sha256:{SHA256}")
     assert got.size == len(PAYLOAD) and dest.read_bytes() == PAYLOAD
+    assert server.hits[path] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]  # no .part left behind
 
 
 # --- http open and size ----------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The code location, assets and sensors, run for real on an in-process Dagster instance."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from cfdb_assets.definitions import build_definitions
+from cfdb_assets.formats import PROCESSED_FAMILIES
+from resources import Ledger
+from tests.helpers import build_artifacts, files_for
+
+
+def _materialization(result: dg.ExecuteInProcessResult, stage: str) -> dict:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == stage]
+    assert len(events) == 1
+    return {k: v.value for k, v in events[0].materialization.metadata.items()}
+
+
+def test_definitions_load_with_two_assets_and_a_job_per_dcc_and_family(settings):
+    defs = build_definitions(settings)
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    for dcc in settings.dccs:
+        for family in PROCESSED_FAMILIES:
+            assert {f"{dcc}/{family}/sorted", f"{dcc}/{family}/index"} <= keys
+            assert defs.resolve_job_def(f"{dcc}_{family}").executor_def.name == "in_process"
+    assert {s.name for s in defs.sensors} == {"on_demand", "jobs_succeeded", "jobs_failed", "jobs_canceled"}
+
+
+def test_bed_partition_publishes_data_index_and_manifest_with_operator_metadata(settings, store):
+    key, result = build_artifacts(settings, "encode", "ENCFF000BED")
+    assert result.success
+    manifest = store.valid_manifest(key)
+    assert manifest["artifacts"]["data"]["name"] == "data.bed.gz"
+    assert manifest["artifacts"]["index"]["name"] == "data.bed.gz.tbi"
+    assert manifest["index_type"] == "tbi"
+    assert manifest["source"]["local_id"] == "ENCFF000BED"
+    meta = _materialization(result, "sorted")
+    assert meta["dcc"] == "encode" and meta["local_id"] == "ENCFF000BED"
+    assert meta["source_bytes"] > 0 and meta["artifact_bytes"] == manifest["artifacts"]["data"]["size"]
+    assert "samtools" in meta["tools"] and meta["reused"] is False
+
+
+def test_job_stages_and_run_id_are_written_to_the_ledger(settings):
+    key, result = build_artifacts(settings, "encode", "ENCFF000SAM")
+    job = Ledger(url=settings.ledger_url).latest_jobs([key])[key]
+    assert job.stages == ("data", "index")
+    assert job.run_id == result.run_id
+    assert job.state == "running"  # terminal states come from the run-status sensor
+
+
+def test_existing_artifact_set_is_reused_and_force_rebuilds(settings, store):
+    instance = dg.DagsterInstance.ephemeral()
+    key, first = build_artifacts(settings, "encode", "ENCFF000BED", instance)
+    before = store.manifest(key)["created_at"]
+    _, again = build_artifacts(settings, "encode", "ENCFF000BED", instance)
+    assert _materialization(again, "sorted")["reused"] is True
+    assert _materialization(again, "index")["reused"] is True
+    config = {"ops": {op: {"config": {"force": True}} for op in ("encode__intervals__sorted", "encode__intervals__index")}}
+    _, forced = build_artifacts(settings, "encode", "ENCFF000BED", instance, run_config=config)
+    assert forced.success
+    assert _materialization(forced, "sorted")["reused"] is False
+    assert store.manifest(key)["seconds"] and store.manifest(key)["created_at"] >= before
+
+
+def test_checksum_mismatch_fails_the_run_and_publishes_nothing(settings, store):
+    key, result = build_artifacts(settings, "encode", "ENCFF000BAD")
+    assert not result.success
+    assert store.manifest(key) is None
+    assert store.get_json(key, "stage-sorted.json") is None
+
+
+def test_on_demand_sensor_requests_each_queued_job_once_with_its_partition(settings):
+    files = files_for(settings)
+    defs = build_definitions(settings)
+    sensor = defs.get_sensor_def("on_demand")
+    records = [files.lookup("encode", "ENCFF000BED"), files.lookup("encode", "ENCFF000SAM")]
+    jobs = [files.request(r, files.plan(r))[0] for r in records]
+
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        result = sensor(context)
+        assert {r.run_key for r in result.run_requests} == {j.job_id for j in jobs}
+        by_key = {r.run_key: r for r in result.run_requests}
+        for job, record in zip(jobs, records, strict=True):
+            request = by_key[job.job_id]
+            assert request.partition_key == job.cache_key
+            assert request.tags["cfdb/job_id"] == job.job_id
+            assert request.job_name == f"encode_{files.plan(record).route.family}"
+        added = {k for req in result.dynamic_partitions_requests for k in req.partition_keys}
+        assert added == {j.cache_key for j in jobs}
+
+        # The next tick, with the cursor moved, requests nothing new ...
+        again = sensor(dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor))
+        assert not again.run_requests
+        # ... until a new job appears (a retry after a failure gets a new job id, so a new run).
+        ledger = Ledger(url=settings.ledger_url)
+        ledger.finish(jobs[0].job_id, succeeded=False, error="transient")
+        retry, created = files.request(records[0], files.plan(records[0]))
+        assert created
+        third = sensor(dg.build_sensor_context(instance=instance, definitions=defs, cursor=again.cursor))
+        assert [r.run_key for r in third.run_requests] == [retry.job_id]
+        assert json.loads(third.cursor) == sorted([retry.job_id, jobs[1].job_id])
