@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
+from pymongo.errors import PyMongoError
 
 __all__ = ["Catalog", "CatalogError", "FileCatalog", "FileRecord", "MongoCatalog", "open_catalog"]
 
@@ -208,7 +209,7 @@ class MongoCatalog(Catalog):
         try:
             db = self._db()
             doc = db["files"].find_one(query, PROJECTION) or db["file"].find_one(query, PROJECTION)
-        except Exception as exc:  # pymongo's errors all derive from PyMongoError
+        except PyMongoError as exc:
             raise CatalogError(f"The catalog database cannot be queried: {type(exc).__name__}.") from exc
         return FileRecord.from_document(doc) if doc else None
 
@@ -219,13 +220,13 @@ class MongoCatalog(Catalog):
         try:
             cursor = self._db()["files"].find(query, PROJECTION).sort("local_id", 1).limit(limit)
             return [FileRecord.from_document(doc) for doc in cursor]
-        except Exception as exc:
+        except PyMongoError as exc:
             raise CatalogError(f"The catalog database cannot be queried: {type(exc).__name__}.") from exc
 
     def check(self) -> None:
         try:
             self._db().command("ping")
-        except Exception as exc:
+        except PyMongoError as exc:
             raise CatalogError(
                 f"The catalog database at {_redact(self.uri)} is unreachable ({type(exc).__name__}); "
                 "check CFDB_CATALOG."

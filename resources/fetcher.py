@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import dagster as dg
+import requests
 
 __all__ = ["ChecksumMismatch", "Download", "FetchError", "SourceFetcher", "Upstream", "redact_url"]
 
@@ -149,7 +150,7 @@ class SourceFetcher(dg.ConfigurableResource):
         response = self._get(url, None)
         try:
             yield from response.iter_content(CHUNK)
-        except Exception as exc:  # connection reset or read timeout mid-body
+        except requests.RequestException as exc:  # connection reset or read timeout mid-body
             raise FetchError(f"Downloading {redact_url(url)} failed mid-body: {type(exc).__name__}.") from None
         finally:
             response.close()
@@ -174,8 +175,6 @@ class SourceFetcher(dg.ConfigurableResource):
 
     def _get(self, url: str, byte_range: str | None, method: str = "GET"):
         """GET with manual, bounded, re-checked redirects; returns a streaming 200/206 response."""
-        import requests
-
         headers = {"Accept-Encoding": "identity"}
         if byte_range:
             headers["Range"] = byte_range

@@ -52,7 +52,7 @@ def test_job_stages_and_run_id_are_written_to_the_ledger(settings):
 
 def test_existing_artifact_set_is_reused_and_force_rebuilds(settings, store):
     instance = dg.DagsterInstance.ephemeral()
-    key, first = build_artifacts(settings, "encode", "ENCFF000BED", instance)
+    key, _ = build_artifacts(settings, "encode", "ENCFF000BED", instance)
     before = store.manifest(key)["created_at"]
     _, again = build_artifacts(settings, "encode", "ENCFF000BED", instance)
     assert _materialization(again, "sorted")["reused"] is True

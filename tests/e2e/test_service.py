@@ -10,13 +10,10 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import pysam
-import pytest
 
 from resources import LocalStore
 from tests.e2e.conftest import catalog_doc
 from tests.e2e.service import Service
-
-
 
 
 def _source_path(service: Service, local_id: str) -> Path:
@@ -83,7 +80,7 @@ def test_bed_miss_runs_pending_running_completed_then_serves_bgzip_and_tbi(servi
 
 
 def test_sam_miss_becomes_sorted_bam_with_bai_queryable_by_pysam(service, tmp_path):
-    body, seen = _request_and_wait(service, "ENCFF000SAM")
+    _, seen = _request_and_wait(service, "ENCFF000SAM")
     assert seen[-1] == "completed" and seen[0] == "pending", seen
 
     with service.client() as client:
