@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cfdb_assets.demo import bed_text, document, sam_text  # noqa: E402
-from tests.e2e.service import Service  # noqa: E402
+from cfdb_assets.demo import bed_text, document, sam_text
+from tests.e2e.service import Service
 
 
 def write_catalog(root: Path, trials: int) -> Path:

@@ -21,7 +21,7 @@ from cfdb_assets.pipelines import ToolOptions, build_index, build_sorted, tool_v
 from cfdb_assets.planning import OutputOptions, plan_for
 from resources import ArtifactStore, Catalog, Ledger, SourceFetcher
 
-__all__ = ["BuildConfig", "FamilySpec", "JOB_ID_TAG", "Tools", "build_family"]
+__all__ = ["JOB_ID_TAG", "BuildConfig", "FamilySpec", "Tools", "build_family"]
 
 JOB_ID_TAG = "cfdb/job_id"
 STAGE_SORTED = "stage-sorted.json"

@@ -148,7 +148,7 @@ def build_index(route: Route, data: Path, workdir: Path, opts: ToolOptions) -> t
 
 def _max_reference_length(bam: Path, workdir: Path) -> int:
     header = run(f"samtools view -H {shlex.quote(bam.name)}", workdir)
-    lengths = [int(m) for m in re.findall(r"^@SQ\t.*?\bLN:(\d+)", header, flags=re.M)]
+    lengths = [int(m) for m in re.findall(r"^@SQ\t.*?\bLN:(\d+)", header, flags=re.MULTILINE)]
     return max(lengths, default=0)
 
 

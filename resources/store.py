@@ -20,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-__all__ = ["ArtifactMissing", "ArtifactStore", "LocalStore", "StoreError", "MANIFEST", "open_store"]
+__all__ = ["MANIFEST", "ArtifactMissing", "ArtifactStore", "LocalStore", "StoreError", "open_store"]
 
 MANIFEST = "manifest.json"
 CHUNK = 256 * 1024

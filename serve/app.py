@@ -22,9 +22,16 @@ from starlette.types import ASGIApp
 
 from cfdb_assets.formats import PASSTHROUGH, RAW
 from cfdb_assets.keys import is_cache_key
-from resources import ArtifactMissing, ArtifactStore, Catalog, Ledger, Settings, SourceFetcher
-from resources import open_catalog, open_store
-from resources.fetcher import FetchError
+from resources import (
+    ArtifactMissing,
+    ArtifactStore,
+    Catalog,
+    Ledger,
+    Settings,
+    SourceFetcher,
+    open_catalog,
+    open_store,
+)
 from serve.errors import EXCEPTION_HANDLERS, HTTPProblem
 from serve.files import Files
 from serve.ranges import MalformedRange, RangeNotSatisfiable, content_range, parse_range

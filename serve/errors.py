@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from resources import CatalogError, LedgerError, StoreError
 from resources.fetcher import FetchError, PermanentFetchError
 
-__all__ = ["HTTPProblem", "EXCEPTION_HANDLERS"]
+__all__ = ["EXCEPTION_HANDLERS", "HTTPProblem"]
 
 log = logging.getLogger("cfdb.serve")
 

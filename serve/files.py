@@ -14,7 +14,7 @@ from cfdb_assets.planning import OutputOptions, Plan, plan_for
 from resources import ArtifactStore, Catalog, FileRecord, Job, Ledger, Settings, SourceSpec
 from serve.errors import HTTPProblem
 
-__all__ = ["FileState", "Files", "JOB_STATUS"]
+__all__ = ["JOB_STATUS", "FileState", "Files"]
 
 PARAM = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
 # The original service's job vocabulary, kept for its clients.
