@@ -75,6 +75,7 @@ class SourceFetcher(dg.ConfigurableResource):
     max_redirects: int = 5
     allow_http_loopback: bool = False
     allow_file_urls: bool = True  # the embedded profile serves a local demo; production turns it off
+    ca_bundle: str | None = None  # a CA file to trust instead of the system's (private upstreams, tests)
 
     def download(self, url: str, dest: Path, checksum: str | None) -> Download:
         """Fetch ``url`` to ``dest``, verifying ``checksum`` (``md5:<hex>`` / ``sha256:<hex>``).
@@ -189,6 +190,7 @@ class SourceFetcher(dg.ConfigurableResource):
                     stream=True,
                     allow_redirects=False,
                     timeout=(self.connect_timeout_s, self.read_timeout_s),
+                    verify=self.ca_bundle or True,
                 )
             except requests.Timeout:
                 raise FetchError(f"The upstream {redact_url(current)} timed out.") from None

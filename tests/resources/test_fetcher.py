@@ -406,3 +406,50 @@ def test_redact_url_strips_credentials_and_query(url, redacted):
 
 def test_redact_url_survives_a_malformed_port():
     assert redact_url("https://user:pw@example.com:99999/f?sig=1") == "https://example.com:99999/f"
+
+
+# --- https ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """The same handler behind real TLS, with a self-signed certificate for 127.0.0.1."""
+    import ssl
+    import subprocess
+
+    certs = tmp_path_factory.mktemp("tls")
+    key, cert = certs / "key.pem", certs / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    srv = _Server()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv, cert
+    srv.shutdown()
+    srv.server_close()
+    thread.join(timeout=5)
+
+
+def test_https_download_verifies_the_certificate_and_the_checksum(tls_server, tmp_path):
+    srv, cert = tls_server
+    url = f"https://127.0.0.1:{srv.server_address[1]}/data"
+
+    got = fetcher(allow_http_loopback=False, ca_bundle=str(cert)).download(url, tmp_path / "s", f"sha256:{SHA256}")
+
+    assert got.size == len(PAYLOAD) and (tmp_path / "s").read_bytes() == PAYLOAD
+
+
+def test_https_with_an_untrusted_certificate_is_refused(tls_server, tmp_path):
+    srv, _ = tls_server
+    url = f"https://127.0.0.1:{srv.server_address[1]}/data"
+
+    with pytest.raises(FetchError, match="unreachable"):
+        fetcher(retries=0).download(url, tmp_path / "s", None)
+    assert list(tmp_path.iterdir()) == []
+
