@@ -276,7 +276,7 @@ def test_more_redirects_than_max_redirects_is_a_permanent_error(server, tmp_path
 
 
 def test_redirect_off_loopback_is_refused(server, tmp_path):
-    with pytest.raises(FetchError, match="example.com") as caught:
+    with pytest.raises(FetchError, match=r"example\.com") as caught:
         fetcher().download(f"{server.base}/offsite", tmp_path / "source", None)
 
     assert caught.value.permanent is True
