@@ -19,8 +19,8 @@ __all__ = [
     "ALIGNMENTS",
     "INTERVALS",
     "PASSTHROUGH",
-    "RAW",
     "PROCESSED_FAMILIES",
+    "RAW",
     "Route",
     "route_for",
 ]

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Mapping
 
-__all__ = ["RECIPE_VERSIONS", "NotAddressable", "cache_key", "source_checksum", "is_cache_key"]
+__all__ = ["RECIPE_VERSIONS", "NotAddressable", "cache_key", "is_cache_key", "source_checksum"]
 
 # Bump a family's recipe when its output bytes change: every key of that family changes with it,
 # so old artifacts are simply never asked for again (nothing needs purging).
@@ -23,17 +23,19 @@ class NotAddressable(ValueError):
 
 
 def source_checksum(md5: str | None, sha256: str | None) -> str:
-    """The source identity used in keys: ``md5:<hex>``, else ``sha256:<hex>``."""
+    """The source identity used in keys: ``md5:<hex>``, else ``sha256:<hex>``.
+
+    A malformed md5 falls back to a well-formed sha256 (either one can verify the bytes)."""
     md5 = (md5 or "").strip().lower()
     sha256 = (sha256 or "").strip().lower()
-    if md5:
-        if not _MD5.match(md5):
-            raise NotAddressable(f"the catalog md5 {md5[:40]!r} is not 32 hex characters")
+    if _MD5.fullmatch(md5):
         return f"md5:{md5}"
-    if sha256:
-        if not _SHA256.match(sha256):
-            raise NotAddressable(f"the catalog sha256 {sha256[:70]!r} is not 64 hex characters")
+    if _SHA256.fullmatch(sha256):
         return f"sha256:{sha256}"
+    if md5:
+        raise NotAddressable(f"the catalog md5 {md5[:40]!r} is not 32 hex characters")
+    if sha256:
+        raise NotAddressable(f"the catalog sha256 {sha256[:70]!r} is not 64 hex characters")
     raise NotAddressable("the catalog record has no md5 or sha256, so it cannot be content-addressed")
 
 
@@ -54,4 +56,4 @@ def cache_key(checksum: str, format_name: str, family: str, options: Mapping[str
 
 def is_cache_key(value: str) -> bool:
     """True for a well-formed cache key (what the store and /artifacts accept)."""
-    return bool(_KEY.match(value))
+    return bool(_KEY.fullmatch(value))  # match() with $ would accept a trailing newline

@@ -8,9 +8,12 @@ concurrent first requests, from any number of API processes, get the same job.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
@@ -167,8 +170,15 @@ class Ledger(dg.ConfigurableResource):
     @property
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            self._engine = _make_engine(self.url)
-            metadata.create_all(self._engine, checkfirst=True)
+            engine = _make_engine(self.url)
+            try:
+                _create_tables(engine)
+            except BaseException:
+                engine.dispose()
+                raise
+            # Cached only once the tables exist: a database that was down at first use gets its
+            # tables on the next call instead of never.
+            self._engine = engine
         return self._engine
 
     def check(self) -> None:
@@ -176,7 +186,7 @@ class Ledger(dg.ConfigurableResource):
         try:
             with self.engine.connect() as conn:
                 conn.execute(sa.select(1))
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise LedgerError(
                 f"The ledger database cannot be reached ({type(exc).__name__}); check CFDB_LEDGER_URL."
             ) from None
@@ -266,7 +276,7 @@ class Ledger(dg.ConfigurableResource):
             rows = conn.execute(query).all()
         out = []
         for row in rows:
-            src = SourceRow(**{c.name: getattr(row, f"src_{c.name}") for c in sources.c})
+            src = _source(SimpleNamespace(**{c.name: getattr(row, f"src_{c.name}") for c in sources.c}))
             out.append((_job(row), src))
         return out
 
@@ -276,19 +286,24 @@ class Ledger(dg.ConfigurableResource):
 
     def add_stage(self, job_id: str, stage: str) -> bool:
         """Record a finished stage ("data", "index") of an active job."""
-        with self._begin() as conn:
-            row = conn.execute(
-                sa.select(jobs.c.stages).where(jobs.c.job_id == job_id, _active).with_for_update()
-            ).first()
-            if row is None:
+        for _ in range(10):
+            job = self.job(job_id)
+            if job is None or not job.active:
                 return False
-            stages = json.loads(row.stages or "[]")
-            if stage not in stages:
-                stages.append(stage)
-            conn.execute(
-                jobs.update().where(jobs.c.job_id == job_id).values(stages=json.dumps(stages), updated_at=_now())
-            )
-        return True
+            if stage in job.stages:
+                return True
+            stages = json.dumps([*job.stages, stage])
+            # Compare-and-set on the old list: portable (SQLite has no row locks) and never loses a
+            # stage written concurrently, nor writes onto a job that ended in between.
+            with self._begin() as conn:
+                result = conn.execute(
+                    jobs.update()
+                    .where(jobs.c.job_id == job_id, jobs.c.stages == json.dumps(list(job.stages)), _active)
+                    .values(stages=stages, updated_at=_now())
+                )
+            if result.rowcount == 1:
+                return True
+        raise LedgerError(f"Could not record stage {stage!r} of job {job_id} after 10 attempts.")
 
     def finish(self, job_id: str, succeeded: bool, error: str | None = None, permanent: bool = False) -> bool:
         """Write a terminal state; a no-op (False) when the job already ended (late writes)."""
@@ -338,18 +353,50 @@ class Ledger(dg.ConfigurableResource):
             raise LedgerError(f"The ledger database cannot be reached ({type(exc).__name__}).") from None
 
 
+def _create_tables(engine: sa.Engine, attempts: int = 5) -> None:
+    """create_all, tolerating other processes creating the same tables at the same moment (the
+    loser of that race gets "already exists"; a retry with checkfirst then sees the tables)."""
+    with engine.connect():
+        pass  # an unreachable database fails here, at once, without retries
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (sa.exc.ProgrammingError, sa.exc.IntegrityError, sa.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def _make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
+        database = sa.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
             # WAL lets the API, the sensor and run workers read while one of them writes.
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            for attempt in range(100):
+                # Switching a new file to WAL does not wait on busy_timeout: processes opening it
+                # together get "database is locked" until one has switched it (WAL persists).
+                try:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    break
+                except dbapi_conn.OperationalError:
+                    if attempt == 99:
+                        raise
+                    time.sleep(0.05)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed; the
+        # project (and dagster-postgres) ship psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return sa.create_engine(parsed, pool_pre_ping=True)

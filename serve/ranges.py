@@ -30,7 +30,7 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
         raise MalformedRange("Multiple byte ranges are not supported; request one range at a time.")
     first, dash, last = spec.partition("-")
     first, last = first.strip(), last.strip()
-    if not dash or not (first or last) or not (first.isdigit() or not first) or not (last.isdigit() or not last):
+    if not dash or not (first or last) or not all(_digits(part) for part in (first, last) if part):
         raise MalformedRange(f"Invalid Range header {header[:80]!r}: expected bytes=start-end.")
     if not first:  # suffix: the last n bytes
         n = int(last)
@@ -46,6 +46,11 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
     if start >= size:
         raise RangeNotSatisfiable(size)
     return start, min(end, size)
+
+
+def _digits(text: str) -> bool:
+    # ASCII only: str.isdigit() also accepts "²" (which int() rejects) and other scripts' digits.
+    return text.isascii() and text.isdigit()
 
 
 def content_range(start: int, end: int, size: int) -> str:

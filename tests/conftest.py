@@ -20,7 +20,10 @@ def postgres_url():
     """A Postgres URL whose search_path is a fresh schema, dropped afterwards. Fails (never skips)
     when the server is down: `make test` and CI start it."""
     schema = f"cfdb_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
+    admin_url = sa.make_url(POSTGRES_URL)
+    if admin_url.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
+        admin_url = admin_url.set(drivername="postgresql+psycopg2")
+    admin = sa.create_engine(admin_url)
     try:
         with admin.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))

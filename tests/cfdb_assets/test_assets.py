@@ -78,9 +78,14 @@ def test_on_demand_sensor_requests_each_queued_job_once_with_its_partition(setti
     records = [files.lookup("encode", "ENCFF000BED"), files.lookup("encode", "ENCFF000SAM")]
     jobs = [files.request(r, files.plan(r))[0] for r in records]
 
+    ledger = Ledger(url=settings.ledger_url)
+
+    def tick(instance, cursor=None):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"ledger": ledger})
+        return sensor(context)
+
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, definitions=defs)
-        result = sensor(context)
+        result = tick(instance)
         assert {r.run_key for r in result.run_requests} == {j.job_id for j in jobs}
         by_key = {r.run_key: r for r in result.run_requests}
         for job, record in zip(jobs, records, strict=True):
@@ -92,13 +97,12 @@ def test_on_demand_sensor_requests_each_queued_job_once_with_its_partition(setti
         assert added == {j.cache_key for j in jobs}
 
         # The next tick, with the cursor moved, requests nothing new ...
-        again = sensor(dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor))
+        again = tick(instance, result.cursor)
         assert not again.run_requests
         # ... until a new job appears (a retry after a failure gets a new job id, so a new run).
-        ledger = Ledger(url=settings.ledger_url)
         ledger.finish(jobs[0].job_id, succeeded=False, error="transient")
         retry, created = files.request(records[0], files.plan(records[0]))
         assert created
-        third = sensor(dg.build_sensor_context(instance=instance, definitions=defs, cursor=again.cursor))
+        third = tick(instance, again.cursor)
         assert [r.run_key for r in third.run_requests] == [retry.job_id]
         assert json.loads(third.cursor) == sorted([retry.job_id, jobs[1].job_id])

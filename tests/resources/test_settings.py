@@ -1,0 +1,169 @@
+"""Settings.from_environ: defaults derived from CFDB_DATA_DIR, overrides, and refused values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from resources.settings import Settings, SettingsError
+
+
+def test_defaults_derive_from_the_data_dir(tmp_path):
+    data = tmp_path / "data"
+
+    settings = Settings.from_environ({"CFDB_DATA_DIR": str(data)})
+
+    assert settings.data_dir == data
+    assert settings.catalog == str(data / "demo" / "catalog.jsonl")
+    assert settings.ledger_url == f"sqlite:///{data / 'ledger.db'}"
+    assert settings.store == str(data / "artifacts")
+    assert settings.work_dir == data / "work"
+    assert settings.catalog_database == "cfdb"
+    assert settings.dccs == ("4dn", "encode", "hubmap")
+    assert settings.dagster_url == "http://localhost:3000"
+    assert settings.threads == 2
+    assert settings.sort_memory == "768M"
+    assert settings.compression_level == 6
+    assert settings.failure_retry == timedelta(hours=1)
+    assert settings.allow_http_loopback is False
+    assert settings.cors_origin == "*"
+
+
+def test_ledger_default_is_an_absolute_sqlite_url(tmp_path):
+    settings = Settings.from_environ({"CFDB_DATA_DIR": str(tmp_path)})
+
+    assert settings.ledger_url.startswith("sqlite:////")  # sqlite:/// + an absolute path
+
+
+def test_data_dir_defaults_to_dot_cfdb_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    settings = Settings.from_environ({})
+
+    assert settings.data_dir == tmp_path / ".cfdb"
+    assert settings.store == str(tmp_path / ".cfdb" / "artifacts")
+
+
+def test_relative_data_dir_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    settings = Settings.from_environ({"CFDB_DATA_DIR": "rel/dir"})
+
+    assert settings.data_dir == tmp_path / "rel" / "dir"
+    assert settings.work_dir == tmp_path / "rel" / "dir" / "work"
+
+
+def test_blank_values_fall_back_to_defaults(tmp_path):
+    blank = {
+        name: "  "
+        for name in (
+            "CFDB_CATALOG",
+            "CFDB_CATALOG_DB",
+            "CFDB_LEDGER_URL",
+            "CFDB_STORE",
+            "CFDB_WORK_DIR",
+            "CFDB_DAGSTER_URL",
+            "CFDB_THREADS",
+            "CFDB_SORT_MEMORY",
+            "CFDB_COMPRESSION_LEVEL",
+            "CFDB_FAILURE_RETRY_S",
+            "CFDB_ALLOW_HTTP_LOOPBACK",
+            "CFDB_CORS_ORIGIN",
+        )
+    }
+    env = {"CFDB_DATA_DIR": str(tmp_path)}
+
+    assert Settings.from_environ({**env, **blank}) == Settings.from_environ(env)
+
+
+OVERRIDES = [
+    # (variable, value, attribute, expected)
+    ("CFDB_CATALOG", "/srv/catalog.jsonl", "catalog", "/srv/catalog.jsonl"),
+    ("CFDB_CATALOG", "mongodb://mongo:27017", "catalog", "mongodb://mongo:27017"),
+    ("CFDB_CATALOG_DB", "cfde", "catalog_database", "cfde"),
+    ("CFDB_LEDGER_URL", "postgresql://cfdb@db/cfdb", "ledger_url", "postgresql://cfdb@db/cfdb"),
+    ("CFDB_STORE", "s3://bucket/prefix", "store", "s3://bucket/prefix"),
+    ("CFDB_WORK_DIR", "/scratch/work", "work_dir", Path("/scratch/work")),
+    ("CFDB_DCCS", "encode", "dccs", ("encode",)),
+    ("CFDB_DCCS", " ENCODE , 4dn,, ", "dccs", ("encode", "4dn")),
+    ("CFDB_DCCS", "my_dcc2", "dccs", ("my_dcc2",)),
+    ("CFDB_DAGSTER_URL", "http://dagster:3000/", "dagster_url", "http://dagster:3000"),
+    ("CFDB_THREADS", "8", "threads", 8),
+    ("CFDB_THREADS", "1", "threads", 1),
+    ("CFDB_THREADS", "64", "threads", 64),
+    ("CFDB_SORT_MEMORY", "2G", "sort_memory", "2G"),
+    ("CFDB_SORT_MEMORY", "512m", "sort_memory", "512m"),
+    ("CFDB_SORT_MEMORY", "1000000", "sort_memory", "1000000"),
+    ("CFDB_COMPRESSION_LEVEL", "9", "compression_level", 9),
+    ("CFDB_COMPRESSION_LEVEL", "0", "compression_level", 0),
+    ("CFDB_FAILURE_RETRY_S", "60", "failure_retry", timedelta(seconds=60)),
+    ("CFDB_FAILURE_RETRY_S", "0", "failure_retry", timedelta(0)),
+    ("CFDB_ALLOW_HTTP_LOOPBACK", "true", "allow_http_loopback", True),
+    ("CFDB_ALLOW_HTTP_LOOPBACK", "1", "allow_http_loopback", True),
+    ("CFDB_ALLOW_HTTP_LOOPBACK", "Yes", "allow_http_loopback", True),
+    ("CFDB_ALLOW_HTTP_LOOPBACK", "on", "allow_http_loopback", True),
+    ("CFDB_ALLOW_HTTP_LOOPBACK", "false", "allow_http_loopback", False),
+    ("CFDB_ALLOW_HTTP_LOOPBACK", "0", "allow_http_loopback", False),
+    ("CFDB_CORS_ORIGIN", "https://example.org", "cors_origin", "https://example.org"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "attribute", "expected"), OVERRIDES)
+def test_each_variable_overrides_its_default(tmp_path, variable, value, attribute, expected):
+    base = {"CFDB_DATA_DIR": str(tmp_path)}
+    default = Settings.from_environ(base)
+
+    settings = Settings.from_environ({**base, variable: value})
+
+    assert getattr(settings, attribute) == expected
+    others = {name for name in vars(default) if name != attribute}
+    assert {n: getattr(settings, n) for n in others} == {n: getattr(default, n) for n in others}
+
+
+def test_overriding_the_store_and_ledger_keeps_the_other_data_dir_defaults(tmp_path):
+    settings = Settings.from_environ(
+        {"CFDB_DATA_DIR": str(tmp_path), "CFDB_STORE": "/elsewhere", "CFDB_LEDGER_URL": "sqlite:///x.db"}
+    )
+
+    assert settings.catalog == str(tmp_path / "demo" / "catalog.jsonl")
+    assert settings.work_dir == tmp_path / "work"
+
+
+INVALID = [
+    # (variable, value, text the message must contain)
+    ("CFDB_THREADS", "abc", "'abc'"),
+    ("CFDB_THREADS", "0", "'0'"),
+    ("CFDB_THREADS", "65", "'65'"),
+    ("CFDB_THREADS", "-1", "'-1'"),
+    ("CFDB_THREADS", "2.5", "'2.5'"),
+    ("CFDB_COMPRESSION_LEVEL", "12", "'12'"),
+    ("CFDB_COMPRESSION_LEVEL", "-1", "'-1'"),
+    ("CFDB_FAILURE_RETRY_S", "soon", "'soon'"),
+    ("CFDB_FAILURE_RETRY_S", "-5", "'-5'"),
+    ("CFDB_SORT_MEMORY", "lots", "'lots'"),
+    ("CFDB_SORT_MEMORY", "512MB", "'512MB'"),
+    ("CFDB_SORT_MEMORY", "1.5G", "'1.5G'"),
+    ("CFDB_SORT_MEMORY", "G", "'G'"),
+    ("CFDB_ALLOW_HTTP_LOOPBACK", "maybe", "'maybe'"),
+    ("CFDB_ALLOW_HTTP_LOOPBACK", "2", "'2'"),
+    ("CFDB_DCCS", "encode,bad-name", "'bad-name'"),
+    ("CFDB_DCCS", "encode,two words", "'two words'"),
+    ("CFDB_DCCS", "../etc", "'../etc'"),
+    ("CFDB_DCCS", "x" * 33, repr("x" * 33)),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "shown"), INVALID)
+def test_invalid_values_raise_settings_error_naming_variable_and_value(tmp_path, variable, value, shown):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ({"CFDB_DATA_DIR": str(tmp_path), variable: value})
+
+    message = str(raised.value)
+    assert variable in message
+    assert shown in message
+
+
+def test_settings_error_is_a_value_error():
+    assert issubclass(SettingsError, ValueError)
