@@ -7,6 +7,8 @@ store. ``manifest.json`` is written last, by the index step: before it, nothing 
 """
 
 
+import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -17,9 +19,9 @@ from pathlib import Path
 import dagster as dg
 
 from cfdb_assets.formats import route_for
-from cfdb_assets.pipelines import ToolOptions, build_index, build_sorted, tool_versions
+from cfdb_assets.pipelines import ToolOptions, build_index, build_sorted, index_kind_of, tool_versions
 from cfdb_assets.planning import OutputOptions, plan_for
-from resources import ArtifactStore, Catalog, Ledger, SourceFetcher
+from resources import ArtifactMissing, ArtifactStore, Catalog, Ledger, SourceFetcher
 
 __all__ = ["JOB_ID_TAG", "BuildConfig", "FamilySpec", "Tools", "build_family"]
 
@@ -129,10 +131,26 @@ def build_family(spec: FamilySpec) -> dg.Definitions:
             download = fetcher.download(record.access_url, workdir / "source", source.checksum)
             context.log.info(f"Fetched {download.size} bytes, checksum verified.")
             data = build_sorted(route, download.path, workdir, tools.options)
+            same_bytes = os.path.samefile(data, download.path)  # an already-sorted BAM
+            digest = download.sha256 if same_bytes else file_sha256(data)
             size = store.put_file(key, route.data_name, data)
+            # The sort may have written the index in the same pass: stage it for the index step.
+            kind = index_kind_of(data)
+            staged_index = None
+            if kind:
+                index_path = data.with_name(f"{data.name}.{kind}")
+                index_name = f"{route.data_name}.{kind}"
+                staged_index = {
+                    "name": index_name,
+                    "kind": kind,
+                    "sha256": file_sha256(index_path),
+                    "size": store.put_file(key, index_name, index_path),
+                }
         stage = {
             "name": route.data_name,
             "size": size,
+            "sha256": digest,
+            "index": staged_index,
             "seconds": round(time.monotonic() - started, 3),
             "source": {
                 "dcc": source.dcc,
@@ -176,19 +194,25 @@ def build_family(spec: FamilySpec) -> dg.Definitions:
                 raise dg.Failure(f"Partition {key} has no sorted data in the store; materialize the sorted asset first.")
             route = route_for(None, stage["source"]["format"])
             started = time.monotonic()
-            with tools.workdir(context.run_id) as workdir:
-                with store.local_path(key, stage["name"], workdir) as data:
-                    index_path, kind = build_index(route, data, workdir, tools.options)
-                index_name = f"{stage['name']}.{kind}"
-                index_size = store.put_file(key, index_name, index_path)
+            staged = stage.get("index")
+            if staged and _stored_size(store, key, staged["name"]) == staged["size"]:
+                context.log.info(f"Using the {staged['kind']} index written by the sort.")
+                index_name, kind, index_size, index_sha = staged["name"], staged["kind"], staged["size"], staged["sha256"]
+            else:
+                with tools.workdir(context.run_id) as workdir:
+                    with store.local_path(key, stage["name"], workdir) as data:
+                        index_path, kind = build_index(route, data, workdir, tools.options)
+                    index_name = f"{stage['name']}.{kind}"
+                    index_sha = file_sha256(index_path)
+                    index_size = store.put_file(key, index_name, index_path)
             manifest = {
                 "cache_key": key,
                 "family": route.family,
                 "format": route.format,
                 "index_type": kind,
                 "artifacts": {
-                    "data": {"name": stage["name"], "size": stage["size"]},
-                    "index": {"name": index_name, "size": index_size},
+                    "data": {"name": stage["name"], "size": stage["size"], "sha256": stage["sha256"]},
+                    "index": {"name": index_name, "size": index_size, "sha256": index_sha, "kind": kind},
                 },
                 "sorted": stage,
                 "source": stage["source"],
@@ -225,6 +249,22 @@ def build_family(spec: FamilySpec) -> dg.Definitions:
         description=f"Build {spec.dcc} {spec.family} artifacts for one cache_key partition.",
     )
     return dg.Definitions(assets=[sorted_data, index], jobs=[job])
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file (the manifest's integrity record and the artifacts' ETag)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stored_size(store: ArtifactStore, key: str, name: str) -> int | None:
+    try:
+        return store.size(key, name)
+    except ArtifactMissing:
+        return None
 
 
 def _meta(stage: dict) -> dict:

@@ -59,6 +59,7 @@ _ROUTES = [
     ("format:3003", ("bed",), _intervals("BED", "bed", "bed")),
     ("format:3613", ("narrowpeak",), _intervals("narrowPeak", "bed", "bed")),
     ("format:3614", ("broadpeak",), _intervals("broadPeak", "bed", "bed")),
+    ("format:3004", ("bigbed",), _intervals("bigBed", "bed", "bed")),  # → BED: Gosling has no bigBed
     ("format:3006", ("bigwig",), Route("bigWig", PASSTHROUGH)),
     ("format:3752", ("csv",), Route("CSV", PASSTHROUGH, media_type="text/csv")),
     ("format:3475", ("tsv",), Route("TSV", PASSTHROUGH, media_type="text/tab-separated-values")),

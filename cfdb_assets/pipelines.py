@@ -1,4 +1,5 @@
-"""The tool pipelines: source file → sorted, block-compressed data → index.
+"""The tool pipelines: source file → sorted, block-compressed data (+ index where the sort can write
+it in the same pass) → index.
 
 Each step is a shell pipeline run under ``bash -o pipefail`` in its own process group (killed whole
 on cancellation), with ``LC_ALL=C`` and temp files inside the run's work directory. Pure: imports
@@ -13,27 +14,50 @@ import re
 import shlex
 import signal
 import subprocess
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from cfdb_assets.formats import ALIGNMENTS, INTERVALS, Route
 
 __all__ = [
+    "BAI_MAX",
     "PipelineError",
     "ToolError",
     "ToolOptions",
     "build_index",
     "build_sorted",
+    "index_kind_of",
     "run",
+    "scrub",
+    "sniff",
     "tool_versions",
 ]
 
 BAI_MAX = 2**29 - 1  # BAI/TBI cannot index coordinates beyond this; CSI can
+INDEX_KINDS = ("bai", "tbi", "csi")
+SNIFF_BYTES = 64 * 1024
 _PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)*[\w.+-]+")
+
+# Leading bytes of formats that must never be mistaken for text (reference §11.18: starch labelled
+# BED poisoned the original's cache).
+_MAGIC = (
+    (b"\xca\x5c\xad\xe5", "BEDOPS starch"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"PK\x03\x04", "zip"),
+    (b"\xeb\xf2\x89\x87", "bigBed"),
+    (b"\x26\xfc\x8f\x88", "bigWig"),
+    (b"BAM\x01", "BAM"),
+    (b"CRAM", "CRAM"),
+    (b"\x89HDF", "HDF5"),
+    (b"\x1f\x8b", "gzip (compressed twice)"),
+)
 
 
 class PipelineError(Exception):
-    """The source cannot be turned into artifacts (bad content, unsorted, empty, ...).
+    """The source cannot be turned into artifacts (bad content, empty result, unreadable input).
 
     Permanent: retrying the same bytes gives the same error."""
 
@@ -100,27 +124,94 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def tool_versions() -> dict[str, str]:
     """First version line of each tool (recorded in every manifest)."""
     versions = {}
-    for tool, cmd in {"samtools": "samtools --version", "htslib": "bgzip --version", "sort": "sort --version"}.items():
+    commands = {
+        "samtools": "samtools --version",
+        "htslib": "bgzip --version",
+        "sort": "sort --version",
+        "gffread": "gffread --version",
+    }
+    for tool, cmd in commands.items():
         try:
-            out = subprocess.run(shlex.split(cmd), capture_output=True, check=True).stdout.decode(errors="replace")
-            versions[tool] = out.splitlines()[0].strip()
+            out = subprocess.run(shlex.split(cmd), capture_output=True, check=True).stdout
+            versions[tool] = out.decode(errors="replace").splitlines()[0].strip()
         except (OSError, subprocess.CalledProcessError, IndexError):
             versions[tool] = "unavailable"
+    try:
+        import pybigtools
+
+        versions["pybigtools"] = pybigtools.__version__
+    except (ImportError, AttributeError):
+        versions["pybigtools"] = "unavailable"
     return versions
 
 
-def _magic(path: Path) -> bytes:
+def sniff(path: Path) -> tuple[bool, bytes]:
+    """(gzip-compressed?, up to 64 KiB of the content after decompression) from the file's head."""
     with open(path, "rb") as fh:
-        return fh.read(8)
+        raw = fh.read(SNIFF_BYTES)
+    if raw[:2] != b"\x1f\x8b":
+        return False, raw
+    out, data = b"", raw
+    try:
+        while data[:2] == b"\x1f\x8b" and len(out) < SNIFF_BYTES:  # BGZF is many gzip members
+            member = zlib.decompressobj(wbits=31)
+            out += member.decompress(data, SNIFF_BYTES - len(out))
+            if not member.eof:
+                break
+            data = member.unused_data
+    except zlib.error:
+        raise PipelineError("The file starts like gzip but is not valid gzip data.") from None
+    return True, out
+
+
+def _binary_kind(head: bytes) -> str | None:
+    """What a non-text head is (a known format, or just binary), or None for text."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return "binary data" if b"\x00" in head else None
+
+
+def _check_content(route: Route, source: Path) -> bool:
+    """Refuse bytes that are not what the route expects; returns whether the source is gzip."""
+    if route.format == "bigBed":
+        with open(source, "rb") as fh:
+            head = fh.read(4)
+        if head != b"\xeb\xf2\x89\x87":
+            found = _binary_kind(head) or "text"
+            raise PipelineError(f"The file is labelled bigBed but its bytes are {found}, not bigBed.")
+        return False
+    gzipped, head = sniff(source)
+    found = _binary_kind(head)
+    if route.family == ALIGNMENTS and found == "BAM":
+        return gzipped  # SAM and BAM are both read by samtools, whatever the label says
+    if found:
+        raise PipelineError(
+            f"The file is labelled {route.format} but its bytes are {found}; "
+            f"it cannot be processed as {route.format}. Check the catalog's file_format."
+        )
+    return gzipped
 
 
 def build_sorted(route: Route, source: Path, workdir: Path, opts: ToolOptions) -> Path:
-    """Turn a downloaded source into the sorted, block-compressed data artifact (in ``workdir``)."""
+    """Turn a downloaded source into the sorted, block-compressed data artifact (in ``workdir``).
+
+    For alignments the index is written in the same pass, next to the data (``<data>.bai|.csi``);
+    ``index_kind_of`` finds it."""
+    gzipped = _check_content(route, source)
     if route.family == ALIGNMENTS:
         return _sorted_alignments(route, source, workdir, opts)
     if route.family == INTERVALS:
-        return _sorted_intervals(route, source, workdir, opts)
+        return _sorted_intervals(route, source, gzipped, workdir, opts)
     raise PipelineError(f"{route.format} files are not processed (family {route.family}).")
+
+
+def index_kind_of(data: Path) -> str | None:
+    """The kind of an index already sitting next to ``data`` (written by the sort), if any."""
+    for kind in INDEX_KINDS:
+        if data.with_name(f"{data.name}.{kind}").is_file():
+            return kind
+    return None
 
 
 def build_index(route: Route, data: Path, workdir: Path, opts: ToolOptions) -> tuple[Path, str]:
@@ -132,22 +223,24 @@ def build_index(route: Route, data: Path, workdir: Path, opts: ToolOptions) -> t
     q = shlex.quote(link.name)
     if route.family == ALIGNMENTS:
         kind = "csi" if _max_reference_length(link, workdir) > BAI_MAX else "bai"
-        flag = "-c" if kind == "csi" else "-b"
-        run(f"samtools index {flag} -@ {opts.threads} -o {q}.{kind} {q}", workdir)
+        run(f"samtools index {'-c' if kind == 'csi' else '-b'} -@ {opts.threads} -o {q}.{kind} {q}", workdir)
         return workdir / f"{link.name}.{kind}", kind
     try:
         run(f"tabix -f -p {route.preset} {q}", workdir)
         return workdir / f"{link.name}.tbi", "tbi"
     except ToolError as exc:
-        if "csi" not in str(exc).lower():
+        if "csi index" not in str(exc).lower():
             raise
     # A coordinate beyond 2^29-1: only CSI can hold it.
     run(f"tabix -f -C -p {route.preset} {q}", workdir)
     return workdir / f"{link.name}.csi", "csi"
 
 
-def _max_reference_length(bam: Path, workdir: Path) -> int:
-    header = run(f"samtools view -H {shlex.quote(bam.name)}", workdir)
+def _max_reference_length(alignments: Path, workdir: Path) -> int:
+    try:
+        header = run(f"samtools view -H {shlex.quote(str(alignments))}", workdir)
+    except ToolError as exc:
+        raise PipelineError(f"The alignment file's header cannot be read: {exc}") from None
     lengths = [int(m) for m in re.findall(r"^@SQ\t.*?\bLN:(\d+)", header, flags=re.MULTILINE)]
     return max(lengths, default=0)
 
@@ -155,23 +248,27 @@ def _max_reference_length(bam: Path, workdir: Path) -> int:
 def _sorted_alignments(route: Route, source: Path, workdir: Path, opts: ToolOptions) -> Path:
     out = workdir / "sorted.bam"
     src = shlex.quote(str(source))
-    if route.format == "BAM" and _magic(source)[:2] == b"\x1f\x8b":
-        # Already coordinate-sorted? Indexing proves it (htslib refuses unsorted positions), and
-        # costs a fraction of a sort. The header's SO tag alone is not trusted.
+    kind = "csi" if _max_reference_length(source, workdir) > BAI_MAX else "bai"
+    index = workdir / f"sorted.bam.{kind}"
+    if route.format == "BAM" and sniff(source)[1].startswith(b"BAM\x01"):
+        # Already coordinate-sorted? Indexing proves it: htslib refuses unsorted positions and
+        # split references. The header's SO tag alone is not trusted. Index-only is the common
+        # case, and ~6 s/GB instead of a sort.
+        flag = "-c" if kind == "csi" else "-b"
         try:
-            run(f"samtools index -b -o probe.bai {src}", workdir)
+            run(f"samtools index {flag} -@ {opts.threads} -o {index.name} {src}", workdir)
             os.link(source, out)
             return out
         except ToolError as exc:
+            index.unlink(missing_ok=True)
             if "unsorted" not in str(exc).lower() and "not continuous" not in str(exc).lower():
                 raise PipelineError(f"The BAM file cannot be read: {exc}") from None
-        finally:
-            (workdir / "probe.bai").unlink(missing_ok=True)
     (workdir / "sort_tmp").mkdir(exist_ok=True)
     try:
+        # --write-index builds the index during the sort's output pass: no second read of the data.
         run(
             f"samtools sort -@ {opts.threads} -m {opts.sort_memory} -l {opts.compression_level} "
-            f"-T sort_tmp/part -o {shlex.quote(out.name)} {src}",
+            f"-T sort_tmp/part --write-index -o {out.name}##idx##{index.name} {src}",
             workdir,
         )
     except ToolError as exc:
@@ -179,8 +276,8 @@ def _sorted_alignments(route: Route, source: Path, workdir: Path, opts: ToolOpti
     return out
 
 
-# Per preset: the sort keys, and an awk program that keeps header lines (in their original order)
-# out of the sort, drops empty lines, and counts data lines. GFF3's ##FASTA section is dropped.
+# Per preset: the sort keys, the header lines kept out of the sort (in their original order), and
+# the column holding the end coordinate (to tell when only CSI can index the file).
 _INTERVAL_SORT = {"bed": "-k1,1 -k2,2n", "vcf": "-k1,1 -k2,2n", "gff": "-k1,1 -k4,4n"}
 _HEADER_RULES = {
     "bed": r"/^(track|browser)([ \t]|$)/ || /^#/",
@@ -189,18 +286,28 @@ _HEADER_RULES = {
 }
 
 
-def _sorted_intervals(route: Route, source: Path, workdir: Path, opts: ToolOptions) -> Path:
+def _sorted_intervals(route: Route, source: Path, gzipped: bool, workdir: Path, opts: ToolOptions) -> Path:
     out = workdir / route.data_name
-    magic = _magic(source)
     src = shlex.quote(str(source))
-    decompress = f"bgzip -dc -@ {opts.threads} {src}" if magic[:2] == b"\x1f\x8b" else f"cat {src}"
+    if route.format == "bigBed":
+        _bigbed_to_bed(source, workdir / "source.bed")
+        decompress = "cat source.bed"
+    else:
+        decompress = f"bgzip -dc -@ {opts.threads} {src}" if gzipped else f"cat {src}"
     if route.format == "GTF":
-        run(f"{decompress} > source.gtf && gffread -E -F --keep-comments -o source.gff3 source.gtf", workdir)
+        # Gosling parses GFF3 only: convert first (gffread keeps genes, comments and attributes).
+        try:
+            run(f"{decompress} > source.gtf && gffread --keep-genes --keep-comments -F -o source.gff3 source.gtf", workdir)
+        except ToolError as exc:
+            raise PipelineError(f"The GTF file cannot be converted to GFF3: {exc}") from None
         decompress = "cat source.gff3"
     fasta = "fasta{next} /^##FASTA/{fasta=1; next} " if route.preset == "gff" else ""
+    # One awk pass: strip CR, drop empty lines (and GFF3's ##FASTA section), keep header lines out
+    # of the sort in their original order, and count the data lines.
     awk = (
         "awk -v H=header.txt -v C=count.txt "
-        f"'BEGIN{{printf \"\" > H}} {fasta}/^$/{{next}} {_HEADER_RULES[route.preset]}{{print > H; next}} "
+        f"'BEGIN{{printf \"\" > H}} {{sub(/\\r$/, \"\")}} {fasta}/^$/{{next}} "
+        f"{_HEADER_RULES[route.preset]}{{print > H; next}} "
         "{n++; print} END{print n+0 > C}'"
     )
     sort = (
@@ -210,11 +317,14 @@ def _sorted_intervals(route: Route, source: Path, workdir: Path, opts: ToolOptio
     # The sorted body starts only after awk has finished, so header.txt is complete by then.
     emit = 'if IFS= read -r first; then cat header.txt; printf "%s\\n" "$first"; cat; fi'
     (workdir / "sort_tmp").mkdir(exist_ok=True)
-    run(
-        f"{decompress} | tr -d '\\r' | {awk} | {sort} | {{ {emit}; }} "
-        f"| bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(out.name)}",
-        workdir,
-    )
+    try:
+        run(
+            f"{decompress} | {awk} | {sort} | {{ {emit}; }} "
+            f"| bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(out.name)}",
+            workdir,
+        )
+    except ToolError as exc:
+        raise PipelineError(f"The {route.format} file cannot be sorted: {exc}") from None
     count = int((workdir / "count.txt").read_text().strip() or 0)
     if count == 0:
         raise PipelineError(
@@ -222,3 +332,20 @@ def _sorted_intervals(route: Route, source: Path, workdir: Path, opts: ToolOptio
             "after removing headers and comments."
         )
     return out
+
+
+def _bigbed_to_bed(source: Path, dest: Path) -> None:
+    """bigBed → BED text, streamed chromosome by chromosome (pybigtools)."""
+    import pybigtools
+
+    link = dest.with_name("source.bb")  # pybigtools picks the reader by file extension
+    if not link.exists():
+        link.symlink_to(source.resolve())
+    try:
+        reader = pybigtools.open(str(link))
+        with open(dest, "w") as out:
+            for chrom in reader.chroms():
+                for start, end, *rest in reader.records(chrom):
+                    out.write("\t".join((chrom, str(start), str(end), *rest)) + "\n")
+    except (OSError, ValueError, RuntimeError, pybigtools.BBIReadError) as exc:
+        raise PipelineError(f"The bigBed file cannot be read: {exc}") from None
