@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import dagster as dg
 import requests
@@ -66,13 +66,14 @@ def redact_url(url: str) -> str:
 
 
 class SourceFetcher(dg.ConfigurableResource):
-    """Fetches sources over file://, https:// (and http:// to loopback, for tests and demos)."""
+    """Fetches sources over file://, https://, drs:// (and http:// to loopback, for tests)."""
 
     connect_timeout_s: float = 30.0
     read_timeout_s: float = 60.0
     retries: int = 3
     backoff_s: float = 1.0
     max_redirects: int = 5
+    drs_timeout_s: float = 10.0
     allow_http_loopback: bool = False
     allow_file_urls: bool = True  # the embedded profile serves a local demo; production turns it off
     ca_bundle: str | None = None  # a CA file to trust instead of the system's (private upstreams, tests)
@@ -83,6 +84,7 @@ class SourceFetcher(dg.ConfigurableResource):
         Transient failures (5xx, resets, timeouts) restart the download from scratch, with
         exponential backoff, up to ``retries`` times."""
         part = dest.with_name(dest.name + ".part")
+        url = self.resolve(url)
         try:
             attempt = 0
             while True:
@@ -108,6 +110,45 @@ class SourceFetcher(dg.ConfigurableResource):
         finally:
             part.unlink(missing_ok=True)
 
+    def resolve(self, url: str) -> str:
+        """A ``drs://host/id`` URI → the https URL of its first https access method (GA4GH DRS v1:
+        ``https://host/ga4gh/drs/v1/objects/id``, an ``access_id`` resolved through ``/access/``).
+        Other URLs are returned as they are."""
+        parts = urlsplit(url)
+        if parts.scheme != "drs":
+            return url
+        object_id = parts.path.strip("/")
+        if not parts.netloc or not object_id:
+            raise PermanentFetchError(f"Invalid DRS URI {redact_url(url)}: expected drs://host/object-id.")
+        base = f"https://{parts.netloc}/ga4gh/drs/v1/objects/{quote(object_id, safe='')}"
+        obj = self._json(base, "DRS object")
+        for method in obj.get("access_methods") or []:
+            if not isinstance(method, dict) or method.get("type") != "https":
+                continue
+            access = method.get("access_url")
+            if isinstance(access, dict):
+                access = access.get("url")
+            if not access and method.get("access_id"):
+                access = self._json(f"{base}/access/{quote(str(method['access_id']), safe='')}", "DRS access URL").get("url")
+            if isinstance(access, str) and access:
+                self._check_url(access)
+                return access
+        raise PermanentFetchError(
+            f"The DRS object {redact_url(url)} has no https access method; it cannot be fetched here."
+        )
+
+    def _json(self, url: str, what: str) -> dict:
+        response = self._get(url, None, timeout=self.drs_timeout_s)
+        try:
+            value = response.json()
+        except ValueError:
+            raise FetchError(f"The {what} at {redact_url(url)} is not JSON.") from None
+        finally:
+            response.close()
+        if not isinstance(value, dict):
+            raise FetchError(f"The {what} at {redact_url(url)} is not a JSON object.")
+        return value
+
     def _download_once(self, url: str, part: Path, dest: Path) -> Download:
         md5, sha, size = hashlib.md5(), hashlib.sha256(), 0
         with open(part, "wb") as out:
@@ -120,6 +161,7 @@ class SourceFetcher(dg.ConfigurableResource):
 
     def open(self, url: str, start: int = 0, end: int | None = None) -> Upstream:
         """Open ``url`` for bytes ``[start, end)``; raises FetchError before any byte is sent."""
+        url = self.resolve(url)
         scheme = urlsplit(url).scheme
         if scheme == "file":
             return _open_file(self._file_path(url), start, end)
@@ -127,6 +169,7 @@ class SourceFetcher(dg.ConfigurableResource):
 
     def size(self, url: str) -> int | None:
         """The upstream size (stat for file://, HEAD for https), or None when it does not say."""
+        url = self.resolve(url)
         if urlsplit(url).scheme == "file":
             try:
                 return self._file_path(url).stat().st_size
@@ -171,10 +214,10 @@ class SourceFetcher(dg.ConfigurableResource):
         if parts.scheme == "http" and self.allow_http_loopback and parts.hostname in _LOOPBACK:
             return
         raise PermanentFetchError(
-            f"Unsupported source URL scheme in {redact_url(url)}: expected file:// or https://."
+            f"Unsupported source URL scheme in {redact_url(url)}: expected file://, https:// or drs://."
         )
 
-    def _get(self, url: str, byte_range: str | None, method: str = "GET"):
+    def _get(self, url: str, byte_range: str | None, method: str = "GET", timeout: float | None = None):
         """GET with manual, bounded, re-checked redirects; returns a streaming 200/206 response."""
         headers = {"Accept-Encoding": "identity"}
         if byte_range:
@@ -189,7 +232,7 @@ class SourceFetcher(dg.ConfigurableResource):
                     headers=headers,
                     stream=True,
                     allow_redirects=False,
-                    timeout=(self.connect_timeout_s, self.read_timeout_s),
+                    timeout=(timeout or self.connect_timeout_s, timeout or self.read_timeout_s),
                     verify=self.ca_bundle or True,
                 )
             except requests.Timeout:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 import time
@@ -61,6 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_truncated(int(parts[2]))
         elif kind == "drop":
             self._send_payload(head, honour_range=True)
+        elif kind == "ga4gh":
+            self._drs(parts[4:])
         else:
             self._send_status(404)
 
@@ -79,6 +82,35 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(PAYLOAD[start:end])
+
+    def _drs(self, parts: list[str]) -> None:
+        """GA4GH DRS v1: objects/<id> and objects/<id>/access/<access_id>."""
+        base = f"https://127.0.0.1:{self.server.server_address[1]}"
+        objects = {
+            "direct": {"id": "direct", "access_methods": [
+                {"type": "s3", "access_url": {"url": "s3://bucket/key"}},
+                {"type": "https", "access_url": {"url": f"{base}/data"}},
+            ]},
+            "byid": {"id": "byid", "access_methods": [{"type": "https", "access_id": "a1"}]},
+            "s3only": {"id": "s3only", "access_methods": [{"type": "s3", "access_url": {"url": "s3://b/k"}}]},
+            "offsite": {"id": "offsite", "access_methods": [{"type": "https", "access_url": {"url": "http://example.com/x"}}]},
+        }
+        if len(parts) == 1 and parts[0] in objects:
+            self._send_json(objects[parts[0]])
+        elif parts == ["byid", "access", "a1"]:
+            self._send_json({"url": f"{base}/data"})
+        elif parts == ["forbidden"]:
+            self._send_status(403)
+        else:
+            self._send_status(404)
+
+    def _send_json(self, value: dict) -> None:
+        body = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _send_truncated(self, length: int) -> None:
         self.send_response(200)
@@ -452,4 +484,37 @@ def test_https_with_an_untrusted_certificate_is_refused(tls_server, tmp_path):
     with pytest.raises(FetchError, match="unreachable"):
         fetcher(retries=0).download(url, tmp_path / "s", None)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("object_id", ["direct", "byid"])
+def test_drs_uri_resolves_to_its_first_https_access_method_and_downloads(tls_server, tmp_path, object_id):
+    srv, cert = tls_server
+    drs = f"drs://127.0.0.1:{srv.server_address[1]}/{object_id}"
+    tls = fetcher(allow_http_loopback=False, ca_bundle=str(cert))
+
+    assert tls.resolve(drs) == f"https://127.0.0.1:{srv.server_address[1]}/data"
+    got = tls.download(drs, tmp_path / "s", f"md5:{MD5}")
+    assert got.size == len(PAYLOAD)
+
+
+@pytest.mark.parametrize(
+    ("object_id", "message", "permanent"),
+    [
+        ("missing", "HTTP 404", True),
+        ("forbidden", "HTTP 403", True),
+        ("s3only", "no https access method", True),
+        ("offsite", "Unsupported source URL scheme", True),
+    ],
+)
+def test_drs_failures_are_clear_and_classified(tls_server, object_id, message, permanent):
+    srv, cert = tls_server
+    drs = f"drs://127.0.0.1:{srv.server_address[1]}/{object_id}"
+
+    with pytest.raises(FetchError, match=message) as caught:
+        fetcher(allow_http_loopback=False, ca_bundle=str(cert)).resolve(drs)
+    assert caught.value.permanent is permanent
+
+
+def test_plain_urls_are_not_resolved():
+    assert fetcher().resolve("https://example.org/a.bam") == "https://example.org/a.bam"
 
