@@ -29,6 +29,7 @@ stop() {
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   sleep 2
   for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  exit 0
 }
 trap stop INT TERM EXIT
 
@@ -56,3 +57,4 @@ Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" || true
 echo "A service exited; see the logs in $logs"
+exit 1

@@ -53,16 +53,18 @@ class Service:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc.poll() is not None:  # run.sh stopped its services on the way out
                 raise RuntimeError(f"run.sh exited early:\n{self.log.read_text()[-3000:]}")
             if "Press Ctrl-C" in self.log.read_text(errors="replace"):
                 return
             time.sleep(0.5)
+        self.stop()
         raise RuntimeError(f"run.sh did not become ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
+        """SIGTERM to run.sh, whose trap stops every service group it started."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
+            self.proc.terminate()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
