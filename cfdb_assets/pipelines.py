@@ -9,9 +9,11 @@ neither Dagster nor Starlette.
 from __future__ import annotations
 
 import functools
+import gzip
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import zlib
@@ -248,90 +250,161 @@ def _max_reference_length(alignments: Path, workdir: Path) -> int:
 def _sorted_alignments(route: Route, source: Path, workdir: Path, opts: ToolOptions) -> Path:
     out = workdir / "sorted.bam"
     src = shlex.quote(str(source))
+    is_bam = sniff(source)[1].startswith(b"BAM\x01")
+    if is_bam:
+        # A BAM cut short lacks its EOF block; threaded readers may then exit 0 on partial data.
+        try:
+            run(f"samtools quickcheck {src}", workdir)
+        except ToolError:
+            raise PipelineError("The BAM file is truncated or damaged (samtools quickcheck failed).") from None
     kind = "csi" if _max_reference_length(source, workdir) > BAI_MAX else "bai"
     index = workdir / f"sorted.bam.{kind}"
-    if route.format == "BAM" and sniff(source)[1].startswith(b"BAM\x01"):
-        # Already coordinate-sorted? Indexing proves it: htslib refuses unsorted positions and
-        # split references. The header's SO tag alone is not trusted. Index-only is the common
-        # case, and ~6 s/GB instead of a sort.
-        flag = "-c" if kind == "csi" else "-b"
+    if is_bam and _already_sorted(source, index, kind, workdir, opts):
+        _link_or_copy(source, out)
+    else:
+        index.unlink(missing_ok=True)
+        (workdir / "sort_tmp").mkdir(exist_ok=True)
         try:
-            run(f"samtools index {flag} -@ {opts.threads} -o {index.name} {src}", workdir)
-            os.link(source, out)
-            return out
+            # --write-index builds the index in the sort's output pass: no second read of the data.
+            run(
+                f"samtools sort -@ {opts.threads} -m {opts.sort_memory} -l {opts.compression_level} "
+                f"-T sort_tmp/part --write-index -o {out.name}##idx##{index.name} {src}",
+                workdir,
+            )
         except ToolError as exc:
-            index.unlink(missing_ok=True)
-            if "unsorted" not in str(exc).lower() and "not continuous" not in str(exc).lower():
-                raise PipelineError(f"The BAM file cannot be read: {exc}") from None
-    (workdir / "sort_tmp").mkdir(exist_ok=True)
-    try:
-        # --write-index builds the index during the sort's output pass: no second read of the data.
-        run(
-            f"samtools sort -@ {opts.threads} -m {opts.sort_memory} -l {opts.compression_level} "
-            f"-T sort_tmp/part --write-index -o {out.name}##idx##{index.name} {src}",
-            workdir,
-        )
-    except ToolError as exc:
-        raise PipelineError(f"The {route.format} file cannot be sorted: {exc}") from None
+            raise PipelineError(f"The {route.format} file cannot be sorted: {exc}") from None
+    if _record_count(out, index) == 0:
+        raise PipelineError(f"Refusing to publish an empty {route.format} artifact: the file has no records.")
     return out
 
 
-# Per preset: the sort keys, the header lines kept out of the sort (in their original order), and
-# the column holding the end coordinate (to tell when only CSI can index the file).
+_UNSORTED = ("unsorted", "not continuous", "not in a single block")
+
+
+def _already_sorted(source: Path, index: Path, kind: str, workdir: Path, opts: ToolOptions) -> bool:
+    """Is this BAM coordinate-sorted? Indexing it proves positions never decrease within a
+    reference and each reference is one block (htslib refuses otherwise); the index then shows
+    whether references come in header order. The header's SO tag alone is not trusted. This
+    index-only path costs ~6 s/GB instead of a sort."""
+    flag = "-c" if kind == "csi" else "-b"
+    try:
+        run(f"samtools index {flag} -@ {opts.threads} -o {index.name} {shlex.quote(str(source))}", workdir)
+    except ToolError as exc:
+        if any(reason in str(exc).lower() for reason in _UNSORTED):
+            return False
+        raise PipelineError(f"The BAM file cannot be read: {exc}") from None
+    return _references_in_header_order(source, index)
+
+
+def _references_in_header_order(bam: Path, index: Path) -> bool:
+    """Where each reference's records start in the file, in header order, must only grow."""
+    import pysam
+
+    last = -1
+    with pysam.AlignmentFile(str(bam), "rb", index_filename=str(index)) as aln:
+        for stat in aln.get_index_statistics():
+            if stat.total == 0:
+                continue
+            if next(aln.fetch(stat.contig), None) is None:  # only unmapped reads placed there
+                continue
+            offset = aln.tell()
+            if offset < last:
+                return False
+            last = offset
+    return True
+
+
+def _record_count(bam: Path, index: Path) -> int:
+    import pysam
+
+    with pysam.AlignmentFile(str(bam), "rb", index_filename=str(index)) as aln:
+        return sum(stat.total for stat in aln.get_index_statistics()) + aln.nocoordinate
+
+
+# Per preset: the sort keys, and which lines are headers (kept out of the sort, in their original
+# order, at the top of the artifact).
 _INTERVAL_SORT = {"bed": "-k1,1 -k2,2n", "vcf": "-k1,1 -k2,2n", "gff": "-k1,1 -k4,4n"}
-_HEADER_RULES = {
-    "bed": r"/^(track|browser)([ \t]|$)/ || /^#/",
-    "vcf": r"/^#/",
-    "gff": r"/^#/",
+_HEADER = {
+    "bed": re.compile(r"^(#|track(\s|$)|browser(\s|$))"),
+    "vcf": re.compile(r"^#"),
+    "gff": re.compile(r"^#"),
 }
+# The same, for grep -E in the C locale, plus blank lines: what never goes into the sorted body.
+_NOT_DATA = {
+    "bed": "^(#|track([[:space:]]|$)|browser([[:space:]]|$)|[[:space:]]*$)",
+    "vcf": "^(#|[[:space:]]*$)",
+    "gff": "^(#|[[:space:]]*$)",
+}
+
+
+def _leading_header(path: Path, gzipped: bool, preset: str) -> list[str]:
+    """The header lines before the first data line (blank lines skipped; stops at ##FASTA)."""
+    opener = gzip.open if gzipped else open
+    lines = []
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+        for raw in fh:
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if line.startswith("##FASTA") or not _HEADER[preset].match(line):
+                break
+            # tabix skips only '#' lines: BED's track/browser lines become comments, kept for the record.
+            lines.append(line if line.startswith("#") else f"#{line}")
+    return lines
 
 
 def _sorted_intervals(route: Route, source: Path, gzipped: bool, workdir: Path, opts: ToolOptions) -> Path:
     out = workdir / route.data_name
-    src = shlex.quote(str(source))
     if route.format == "bigBed":
-        _bigbed_to_bed(source, workdir / "source.bed")
-        decompress = "cat source.bed"
-    else:
-        decompress = f"bgzip -dc -@ {opts.threads} {src}" if gzipped else f"cat {src}"
+        bed = workdir / "source.bed"
+        _bigbed_to_bed(source, bed)
+        source, gzipped = bed, False
     if route.format == "GTF":
         # Gosling parses GFF3 only: convert first (gffread keeps genes, comments and attributes).
+        src = shlex.quote(str(source))
+        decompress = f"bgzip -dc -@ {opts.threads} {src}" if gzipped else f"cat {src}"
         try:
             run(f"{decompress} > source.gtf && gffread --keep-genes --keep-comments -F -o source.gff3 source.gtf", workdir)
         except ToolError as exc:
             raise PipelineError(f"The GTF file cannot be converted to GFF3: {exc}") from None
-        decompress = "cat source.gff3"
-    fasta = "fasta{next} /^##FASTA/{fasta=1; next} " if route.preset == "gff" else ""
-    # One awk pass: strip CR, drop empty lines (and GFF3's ##FASTA section), keep header lines out
-    # of the sort in their original order, and count the data lines.
-    awk = (
-        "awk -v H=header.txt -v C=count.txt "
-        f"'BEGIN{{printf \"\" > H}} {{sub(/\\r$/, \"\")}} {fasta}/^$/{{next}} "
-        f"{_HEADER_RULES[route.preset]}{{print > H; next}} "
-        "{n++; print} END{print n+0 > C}'"
-    )
-    sort = (
+        source, gzipped = workdir / "source.gff3", False
+    src = shlex.quote(str(source))
+    header = _leading_header(source, gzipped, route.preset)
+    (workdir / "header.txt").write_text("".join(f"{line}\n" for line in header), encoding="utf-8")
+
+    # The body: everything but header, comment and blank lines (grep is far cheaper than awk here:
+    # this pass sees every byte). CR line endings are stripped only when the file has them.
+    steps = [f"bgzip -dc -@ {opts.threads} {src}" if gzipped else f"cat {src}"]
+    if b"\r" in sniff(source)[1]:
+        steps.append("tr -d '\\r'")
+    if route.preset == "gff":
+        steps.append("sed '/^##FASTA/,$d'")  # the FASTA section is not features
+    steps.append(f"{{ grep -Ev '{_NOT_DATA[route.preset]}' || [ $? -eq 1 ]; }}")
+    steps.append(
         f"sort -t \"$(printf '\\t')\" {_INTERVAL_SORT[route.preset]} -S {opts.sort_memory} "
         f"--parallel={opts.threads} -T sort_tmp"
     )
-    # The sorted body starts only after awk has finished, so header.txt is complete by then.
-    emit = 'if IFS= read -r first; then cat header.txt; printf "%s\\n" "$first"; cat; fi'
+    # Header first, then the body once sort starts emitting; no data line at all is refused below.
+    steps.append('{ if IFS= read -r first; then cat header.txt; printf "%s\\n" "$first"; cat; else : > empty; fi; }')
+    steps.append(f"bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(out.name)}")
     (workdir / "sort_tmp").mkdir(exist_ok=True)
     try:
-        run(
-            f"{decompress} | {awk} | {sort} | {{ {emit}; }} "
-            f"| bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(out.name)}",
-            workdir,
-        )
+        run(" | ".join(steps), workdir)
     except ToolError as exc:
         raise PipelineError(f"The {route.format} file cannot be sorted: {exc}") from None
-    count = int((workdir / "count.txt").read_text().strip() or 0)
-    if count == 0:
+    if (workdir / "empty").exists():
         raise PipelineError(
             f"Refusing to publish an empty {route.format} artifact: the source has zero data lines "
             "after removing headers and comments."
         )
     return out
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:  # another filesystem
+        shutil.copyfile(source, dest)
 
 
 def _bigbed_to_bed(source: Path, dest: Path) -> None:
