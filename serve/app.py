@@ -7,9 +7,12 @@ everything, error handlers included, in CORS from the outside.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -42,6 +45,7 @@ log = logging.getLogger("cfdb.serve")
 OCTET = "application/octet-stream"
 EXPOSED = ["Content-Range", "Content-Length", "Accept-Ranges", "ETag", "Location", "Retry-After"]
 RETRY_AFTER_202 = "5"
+IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def _byte_response(
@@ -51,10 +55,16 @@ def _byte_response(
     media_type: str,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """200 / 206 / 416 / 400 for a byte source of known size, HEAD without a body."""
+    """200 / 206 / 416 / 400 for a byte source of known size, HEAD without a body.
+
+    With an ``ETag`` in ``headers``, ``If-Range`` is honoured: a Range whose If-Range does not match
+    gets the whole file (200), as RFC 9110 asks."""
     headers = {"Accept-Ranges": "bytes", **(headers or {})}
     status, start, end = 200, 0, size
     range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if range_header and if_range is not None and if_range.strip() != headers.get("ETag"):
+        range_header = None
     if range_header:
         try:
             start, end = parse_range(range_header, size)
@@ -89,9 +99,16 @@ def create_app(
         resource.check()  # fail loudly at startup rather than answering 404s / 503s later
     files = Files(settings, catalog, store, ledger)
 
-    def serve_artifact(request: Request, key: str, name: str) -> Response:
+    def serve_artifact(request: Request, key: str, manifest: dict, name: str, immutable: bool) -> Response:
+        """An artifact of a ready set: strong ETag from its sha256; on the content-addressed URL
+        also immutable caching and 304s."""
+        headers = _validators(manifest, name)
+        if immutable:
+            headers["Cache-Control"] = IMMUTABLE
+            if _matches(request.headers.get("if-none-match"), headers.get("ETag")):
+                return Response(status_code=304, headers=headers)
         size = store.size(key, name)
-        return _byte_response(request, size, lambda s, e: store.iter_range(key, name, s, e), OCTET)
+        return _byte_response(request, size, lambda s, e: store.iter_range(key, name, s, e), OCTET, headers)
 
     def serve_upstream(request: Request, record) -> Response:
         url = record.access_url
@@ -139,7 +156,8 @@ def create_app(
         manifest = store.manifest(plan.cache_key)
         if manifest is not None:
             try:
-                return serve_artifact(request, plan.cache_key, manifest["artifacts"][kind]["name"])
+                name = manifest["artifacts"][kind]["name"]
+                return serve_artifact(request, plan.cache_key, manifest, name, immutable=False)
             except ArtifactMissing:
                 log.warning("Artifact %s vanished after lookup; requesting a rebuild.", plan.cache_key)
         if request.method == "HEAD":
@@ -235,7 +253,7 @@ def create_app(
         if name not in names:
             raise HTTPProblem(404, "Artifact not found; GET /files/{dcc}/{local_id} tells when it is ready.")
         try:
-            return serve_artifact(request, key, name)
+            return serve_artifact(request, key, manifest, name, immutable=True)
         except ArtifactMissing:
             raise HTTPProblem(404, "Artifact not found") from None
 
@@ -266,6 +284,27 @@ def create_app(
         expose_headers=EXPOSED,
         max_age=86400,
     )
+
+
+def _validators(manifest: dict, name: str) -> dict[str, str]:
+    """ETag (the artifact's sha256, from the manifest) and Last-Modified (when the set was built)."""
+    headers = {}
+    entry = next((a for a in manifest["artifacts"].values() if a.get("name") == name), {})
+    if entry.get("sha256"):
+        headers["ETag"] = f'"{entry["sha256"]}"'
+    created = manifest.get("created_at")
+    if created:
+        with contextlib.suppress(ValueError):
+            when = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            headers["Last-Modified"] = format_datetime(when, usegmt=True)
+    return headers
+
+
+def _matches(if_none_match: str | None, etag: str | None) -> bool:
+    if not if_none_match or not etag:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def _raw(request: Request) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -218,3 +219,38 @@ def test_preflight_allows_range_and_authorization(client):
     allowed = response.headers["access-control-allow-headers"].lower()
     assert "range" in allowed and "authorization" in allowed
     assert int(response.headers["access-control-max-age"]) >= 3600
+
+
+def test_artifacts_are_immutable_with_a_strong_etag_and_answer_if_none_match_with_304(client, settings):
+    key, _ = build_artifacts(settings, "encode", "ENCFF000BED")
+    data = (Path(settings.store) / key / "data.bed.gz").read_bytes()
+    url = f"/artifacts/{key}/data.bed.gz"
+    first = client.get(url, headers=ORIGIN)
+    assert first.status_code == 200 and first.content == data
+    assert first.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert first.headers["last-modified"].endswith(" GMT")
+
+    cached = client.get(url, headers={**ORIGIN, "If-None-Match": first.headers["etag"]})
+    assert cached.status_code == 304 and cached.content == b""
+    assert cached.headers["etag"] == first.headers["etag"]
+    assert cached.headers["access-control-allow-origin"] == "*"
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_if_range_with_the_current_etag_gets_the_range_and_a_stale_one_the_whole_file(client, settings):
+    key, _ = build_artifacts(settings, "encode", "ENCFF000BED")
+    url = f"/artifacts/{key}/data.bed.gz.tbi"
+    etag = client.head(url).headers["etag"]
+    current = client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert current.status_code == 206 and len(current.content) == 10
+    stale = client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert stale.status_code == 200
+    assert stale.content == (Path(settings.store) / key / "data.bed.gz.tbi").read_bytes()
+
+
+def test_data_hits_carry_the_etag_but_are_not_marked_immutable(client, settings):
+    build_artifacts(settings, "encode", "ENCFF000SAM")
+    response = client.get("/data/encode/ENCFF000SAM")
+    assert response.status_code == 200 and response.headers["etag"].startswith('"')
+    assert "cache-control" not in response.headers
