@@ -16,7 +16,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources every asset and sensor uses, from one Settings."""
     return {
         "catalog": open_catalog(settings.catalog, settings.catalog_database),
-        "store": open_store(settings.store),
+        "store": open_store(settings.store, settings.s3_endpoint_url),
         "ledger": Ledger(url=settings.ledger_url),
         "fetcher": SourceFetcher(allow_http_loopback=settings.allow_http_loopback),
         "tools": Tools(

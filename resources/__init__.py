@@ -7,7 +7,7 @@ from resources.catalog import Catalog, CatalogError, FileCatalog, FileRecord, Mo
 from resources.fetcher import ChecksumMismatch, FetchError, SourceFetcher
 from resources.ledger import Job, Ledger, LedgerError, SourceRow, SourceSpec
 from resources.settings import Settings, SettingsError
-from resources.store import ArtifactMissing, ArtifactStore, LocalStore, StoreError, open_store
+from resources.store import ArtifactMissing, ArtifactStore, LocalStore, S3Store, StoreError, open_store
 
 __all__ = [
     "ArtifactMissing",
@@ -23,6 +23,7 @@ __all__ = [
     "LedgerError",
     "LocalStore",
     "MongoCatalog",
+    "S3Store",
     "Settings",
     "SettingsError",
     "SourceFetcher",

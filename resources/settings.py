@@ -47,6 +47,17 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean; use true or false.")
 
 
+def _store(environ: Mapping[str, str], data_dir: Path) -> str:
+    """CFDB_STORE (a directory or s3://bucket/prefix), else CFDB_S3_BUCKET (+ CFDB_S3_PREFIX)."""
+    store = environ.get("CFDB_STORE", "").strip()
+    bucket = environ.get("CFDB_S3_BUCKET", "").strip()
+    if store and bucket:
+        raise SettingsError("Set CFDB_STORE or CFDB_S3_BUCKET, not both.")
+    if bucket:
+        return f"s3://{bucket}/{environ.get('CFDB_S3_PREFIX', '').strip().strip('/')}".rstrip("/")
+    return store or str(data_dir / "artifacts")
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service configuration (see the README's configuration table)."""
@@ -57,6 +68,7 @@ class Settings:
     ledger_url: str
     store: str
     work_dir: Path
+    s3_endpoint_url: str | None = None
     dccs: tuple[str, ...] = DEFAULT_DCCS
     dagster_url: str = "http://localhost:3000"
     threads: int = 2
@@ -83,7 +95,8 @@ class Settings:
             catalog=env.get("CFDB_CATALOG", "").strip() or str(data_dir / "demo" / "catalog.jsonl"),
             catalog_database=env.get("CFDB_CATALOG_DB", "").strip() or "cfdb",
             ledger_url=env.get("CFDB_LEDGER_URL", "").strip() or f"sqlite:///{data_dir / 'ledger.db'}",
-            store=env.get("CFDB_STORE", "").strip() or str(data_dir / "artifacts"),
+            store=_store(env, data_dir),
+            s3_endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip() or None,
             work_dir=Path(env.get("CFDB_WORK_DIR", "").strip() or data_dir / "work").absolute(),
             dccs=dccs or DEFAULT_DCCS,
             dagster_url=(env.get("CFDB_DAGSTER_URL", "").strip() or "http://localhost:3000").rstrip("/"),

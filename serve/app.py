@@ -92,7 +92,7 @@ def create_app(
     """The ASGI app. Resources default to those the Settings name; all are checked here, once."""
     settings = settings or Settings.from_environ()
     catalog = catalog or open_catalog(settings.catalog, settings.catalog_database)
-    store = store or open_store(settings.store)
+    store = store or open_store(settings.store, settings.s3_endpoint_url)
     ledger = ledger or Ledger(url=settings.ledger_url)
     fetcher = fetcher or SourceFetcher(allow_http_loopback=settings.allow_http_loopback)
     for resource in (catalog, store, ledger):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from resources import ArtifactMissing, LocalStore, StoreError, open_store
-from resources.store import CHUNK, MANIFEST
+from resources.store import CHUNK, MANIFEST, S3Store
 
 KEY = "ab" * 32
 DATA = random.Random(7).randbytes(CHUNK * 2 + 1234)  # spans several read chunks
@@ -237,9 +237,11 @@ def test_check_fails_with_store_error_when_the_root_cannot_be_a_directory(tmp_pa
         LocalStore(root=str(root)).check()
 
 
-def test_open_store_rejects_s3_for_now():
+def test_open_store_picks_s3_for_s3_urls_and_rejects_other_schemes():
+    store = open_store("s3://bucket/some/prefix")
+    assert isinstance(store, S3Store) and store.bucket == "bucket" and store.prefix == "some/prefix"
     with pytest.raises(StoreError, match="s3://bucket"):
-        open_store("s3://bucket")
+        open_store("ftp://host/dir")
 
 
 @pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])

@@ -1,0 +1,96 @@
+"""One contract for every ArtifactStore: LocalStore on disk and S3Store on moto's HTTP server."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from resources import ArtifactMissing, LocalStore, S3Store, StoreError
+
+KEY = "0123456789abcdef0123456789abcdef"
+DATA = random.Random(5).randbytes(300_000)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(root=str(tmp_path / "store"))
+    bucket = request.getfixturevalue("s3_bucket")
+    # A tiny multipart threshold, so the 300 kB artifact goes up in parts as large ones do.
+    return S3Store(bucket=bucket, prefix="cache/v1", endpoint_url=request.getfixturevalue("moto_server"),
+                   multipart_threshold=100_000)
+
+
+def _source(tmp_path, data: bytes = DATA):
+    path = tmp_path / "artifact.bin"
+    path.write_bytes(data)
+    return path
+
+
+def test_put_then_size_and_exact_ranges(store, tmp_path):
+    store.check()
+    assert store.put_file(KEY, "data.bam", _source(tmp_path)) == len(DATA)
+    assert store.size(KEY, "data.bam") == len(DATA)
+    for start, end in [(0, len(DATA)), (0, 1), (12_345, 200_000), (len(DATA) - 7, len(DATA))]:
+        assert b"".join(store.iter_range(KEY, "data.bam", start, end)) == DATA[start:end]
+
+
+def test_missing_artifacts_raise_artifact_missing_before_any_byte(store):
+    store.check()
+    with pytest.raises(ArtifactMissing):
+        store.size(KEY, "data.bam")
+    with pytest.raises(ArtifactMissing):
+        store.iter_range(KEY, "data.bam", 0, 10)  # raised by the call itself, not on iteration
+
+
+def test_manifest_is_the_commit_marker(store, tmp_path):
+    store.check()
+    store.put_file(KEY, "data.bam", _source(tmp_path))
+    store.put_json(KEY, "stage-sorted.json", {"name": "data.bam", "size": len(DATA)})
+    assert store.manifest(KEY) is None
+    manifest = {"artifacts": {"data": {"name": "data.bam", "size": len(DATA)}}}
+    store.put_manifest(KEY, manifest)
+    assert store.manifest(KEY) == manifest
+    assert store.valid_manifest(KEY) == manifest
+    assert store.get_json(KEY, "stage-sorted.json") == {"name": "data.bam", "size": len(DATA)}
+
+
+def test_valid_manifest_rejects_a_size_mismatch(store, tmp_path):
+    store.check()
+    store.put_file(KEY, "data.bam", _source(tmp_path))
+    store.put_manifest(KEY, {"artifacts": {"data": {"name": "data.bam", "size": len(DATA) + 1}}})
+    assert store.manifest(KEY) is not None and store.valid_manifest(KEY) is None
+
+
+def test_local_path_gives_the_artifact_bytes(store, tmp_path):
+    store.check()
+    store.put_file(KEY, "data.bam", _source(tmp_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    with store.local_path(KEY, "data.bam", work) as path:
+        assert path.read_bytes() == DATA
+
+
+def test_path_escapes_are_refused(store):
+    with pytest.raises(StoreError):
+        store.size(KEY, "../etc")
+    with pytest.raises(StoreError):
+        store.size("..", "data.bam")
+
+
+def test_s3_objects_live_under_the_prefix_without_content_encoding(s3_bucket, moto_server, tmp_path):
+    import boto3
+
+    store = S3Store(bucket=s3_bucket, prefix="/cache/v1/", endpoint_url=moto_server, multipart_threshold=100_000)
+    store.put_file(KEY, "data.bam", _source(tmp_path))
+    head = boto3.client("s3", endpoint_url=moto_server).head_object(Bucket=s3_bucket, Key=f"cache/v1/{KEY}/data.bam")
+    assert head["ContentLength"] == len(DATA)
+    assert head["ContentType"] == "application/octet-stream"
+    assert "ContentEncoding" not in head
+    assert head["ETag"].endswith('-1"')  # went up as a multipart upload
+
+
+def test_s3_check_fails_clearly_for_a_missing_bucket(moto_server, s3_bucket):
+    with pytest.raises(StoreError, match="s3://no-such-bucket-here is not reachable"):
+        S3Store(bucket="no-such-bucket-here", endpoint_url=moto_server).check()
