@@ -25,3 +25,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   .venv/bin/pip install -q -c constraints.txt -e '.[test]'
   touch "$stamp"
 fi
+
+# The JavaScript readers Gosling pins, for the HTTP contract tests (tests/js).
+if [ ! -d tests/js/node_modules ] || [ tests/js/package-lock.json -nt tests/js/node_modules ]; then
+  command -v npm >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"; $SUDO apt-get install -y -qq npm >/dev/null; }
+  echo "setup: installing the JavaScript test clients (tests/js)"
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch tests/js/node_modules
+fi

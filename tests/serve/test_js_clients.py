@@ -1,0 +1,113 @@
+"""The HTTP contract proven with the JavaScript readers Gosling 1.0.7 pins (@gmod/bam 1.1.18,
+@gmod/tabix 1.5.11, generic-filehandle 3.1.1, installed from tests/js by scripts/setup.sh), run
+under Node against the running API, from the local store and from S3 (moto's HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pysam
+import pytest
+import uvicorn
+
+from cfdb_assets.demo import CHROMS
+from resources import Settings
+from serve.app import create_app
+from tests.helpers import build_artifacts
+
+JS = Path(__file__).resolve().parents[1] / "js"
+CASES = [  # (dcc, local_id, reader)
+    ("encode", "ENCFF000SAM", "bam"),
+    ("4dn", "4DNFIVCF0001", "tabix"),
+    ("encode", "ENCFF000BED", "tabix"),
+    ("4dn", "4DNFIGFF0001", "tabix"),
+]
+
+
+class LiveAPI:
+    """The app under uvicorn on a loopback port, in a thread (Node needs a real socket)."""
+
+    def __init__(self, app):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "uvicorn did not start"
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _regions(seed: int, n: int = 20) -> list[list]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        chrom = rng.choice(list(CHROMS))
+        start = rng.randrange(0, CHROMS[chrom] - 100_000)
+        out.append([chrom, start, start + rng.randrange(1_000, 100_000)])
+    return out
+
+
+def _node(reader: str, data_url: str, index_url: str, regions: list) -> list:
+    proc = subprocess.run(
+        ["node", str(JS / "read_regions.js"), reader, data_url, index_url, json.dumps(regions)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _pysam(reader: str, data: Path, index: Path, regions: list) -> list:
+    if reader == "bam":
+        with pysam.AlignmentFile(str(data), index_filename=str(index)) as aln:
+            return [[[r.query_name, r.flag, r.reference_start] for r in aln.fetch(c, s, e)] for c, s, e in regions]
+    with pysam.TabixFile(str(data), index=str(index)) as tbx:
+        return [list(tbx.fetch(c, s, e)) for c, s, e in regions]
+
+
+@pytest.fixture(params=["local", "s3"])
+def settings_for_store(request, tmp_path, demo_dir):
+    env = {"CFDB_DATA_DIR": str(tmp_path / "data"), "CFDB_CATALOG": str(demo_dir / "catalog.jsonl")}
+    if request.param == "s3":
+        env |= {"CFDB_S3_BUCKET": request.getfixturevalue("s3_bucket"),
+                "AWS_ENDPOINT_URL": request.getfixturevalue("moto_server")}
+    return Settings.from_environ(env)
+
+
+def test_gosling_readers_get_the_same_records_as_pysam(settings_for_store, tmp_path):
+    settings = settings_for_store
+    for dcc, local_id, _ in CASES:
+        assert build_artifacts(settings, dcc, local_id)[1].success
+    with LiveAPI(create_app(settings)) as base:
+        import httpx
+
+        with httpx.Client(base_url=base) as client:
+            for n, (dcc, local_id, reader) in enumerate(CASES):
+                info = client.get(f"/files/{dcc}/{local_id}").json()
+                assert info["state"] == "ready", info
+                data = tmp_path / f"{local_id}.data"
+                index = tmp_path / f"{local_id}.index"
+                data.write_bytes(client.get(info["data_url"]).content)
+                index.write_bytes(client.get(info["index_url"]).content)
+                regions = _regions(100 + n)
+                got = _node(reader, base + info["data_url"], base + info["index_url"], regions)
+                want = _pysam(reader, data, index, regions)
+                assert sum(map(len, want)) > 0, local_id  # the regions do hit records
+                for region, g, w in zip(regions, got, want, strict=True):
+                    key = (lambda x: x) if reader == "tabix" else tuple
+                    assert sorted(map(key, g)) == sorted(map(key, w)), (local_id, region)
