@@ -22,6 +22,7 @@ from pydantic import PrivateAttr
 
 __all__ = [
     "ACTIVE_STATES",
+    "AdmissionRejected",
     "Job",
     "Ledger",
     "LedgerError",
@@ -79,6 +80,10 @@ sa.Index("cfdb_jobs_state_id", jobs.c.state, jobs.c.id)
 
 class LedgerError(Exception):
     """The ledger database cannot be reached or refused a write."""
+
+
+class AdmissionRejected(Exception):
+    """Too many active jobs to take new work now (answered 429)."""
 
 
 @dataclass(frozen=True)
@@ -191,10 +196,14 @@ class Ledger(dg.ConfigurableResource):
                 f"The ledger database cannot be reached ({type(exc).__name__}); check CFDB_LEDGER_URL."
             ) from None
 
-    def request(self, spec: SourceSpec, failure_retry: timedelta) -> tuple[Job, bool]:
+    def request(
+        self, spec: SourceSpec, failure_retry: timedelta, max_active: int | None = None
+    ) -> tuple[Job, bool]:
         """Record a request for ``spec.cache_key``; return its active job (or a new one) and
         whether this call created it. A permanent failure younger than ``failure_retry`` is
-        returned instead of a new job, so a broken source is not downloaded again on every GET."""
+        returned instead of a new job, so a broken source is not downloaded again on every GET.
+        With ``max_active``, new work beyond that many active jobs raises AdmissionRejected;
+        attaching to an existing job never does."""
         now = _now()
         with self._begin() as conn:
             self._upsert_source(conn, spec, now)
@@ -214,6 +223,8 @@ class Ledger(dg.ConfigurableResource):
                         and now - job.finished_at < failure_retry
                     ):
                         return job, False
+            if max_active is not None and self.active_count() >= max_active:
+                raise AdmissionRejected(f"{max_active} preprocessing jobs are already active.")
             job_id = str(uuid.uuid4())
             try:
                 with self._begin() as conn:
@@ -231,6 +242,11 @@ class Ledger(dg.ConfigurableResource):
                 continue  # another request claimed the key first: attach to its job
             return self._get_job(job_id), True
         raise LedgerError(f"Could not claim or attach to a job for {spec.cache_key} after 5 attempts.")
+
+    def active_count(self) -> int:
+        """How many jobs are queued or running (the admission ceiling's count; soft under races)."""
+        with self._connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(jobs).where(_active)).scalar_one()
 
     def register_source(self, spec: SourceSpec) -> None:
         """Record a source without requesting work (e.g. before an operator backfill)."""

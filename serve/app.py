@@ -37,7 +37,7 @@ from resources import (
 )
 from serve.errors import EXCEPTION_HANDLERS, HTTPProblem
 from serve.files import Files
-from serve.ranges import MalformedRange, RangeNotSatisfiable, content_range, parse_range
+from serve.ranges import MalformedRange, MultipleRanges, RangeNotSatisfiable, content_range, parse_range
 
 __all__ = ["create_app"]
 
@@ -65,13 +65,9 @@ def _byte_response(
     if_range = request.headers.get("if-range")
     if range_header and if_range is not None and if_range.strip() != headers.get("ETag"):
         range_header = None
-    if range_header:
-        try:
-            start, end = parse_range(range_header, size)
-        except MalformedRange as exc:
-            raise HTTPProblem(400, str(exc)) from None
-        except RangeNotSatisfiable as exc:
-            raise HTTPProblem(416, str(exc), headers={"Content-Range": f"bytes */{exc.size}", **headers}) from None
+    span = _requested_range(range_header, size, headers) if range_header else None
+    if span:
+        start, end = span
         status = 206
         headers["Content-Range"] = content_range(start, end, size)
     headers["Content-Length"] = str(end - start)
@@ -79,6 +75,19 @@ def _byte_response(
         return Response(status_code=status, headers=headers, media_type=media_type)
     chunks = open_range(start, end) if end > start else iter(())
     return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)
+
+
+def _requested_range(header: str, size: int, headers: dict[str, str]) -> tuple[int, int] | None:
+    """The half-open span a Range header asks for; None for a multi-range (answered whole, 200);
+    400 when malformed, 416 (with ``Content-Range: bytes */size``) when it starts past the end."""
+    try:
+        return parse_range(header, size)
+    except MultipleRanges:
+        return None
+    except MalformedRange as exc:
+        raise HTTPProblem(400, str(exc)) from None
+    except RangeNotSatisfiable as exc:
+        raise HTTPProblem(416, str(exc), headers={**headers, "Content-Range": f"bytes */{exc.size}"}) from None
 
 
 def create_app(
@@ -110,35 +119,26 @@ def create_app(
         size = store.size(key, name)
         return _byte_response(request, size, lambda s, e: store.iter_range(key, name, s, e), OCTET, headers)
 
-    def serve_upstream(request: Request, record) -> Response:
-        url = record.access_url
-        filename = (record.filename or "file").replace('"', "")
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-        media_type = files.plan(record).route.media_type
-        # Open before answering, so an upstream failure is a 502/504, not a truncated 200.
-        if request.headers.get("range"):
+    def serve_upstream(request: Request, url: str, filename: str | None, media_type: str) -> Response:
+        """Proxy upstream bytes. The upstream is opened before answering, so its failure is a
+        502/504 with a sentence, never a truncated 200; an upstream ignoring Range is a 502."""
+        name = (filename or "file").replace('"', "")
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        header = request.headers.get("range")
+        span, size = None, None
+        if header:
             size = fetcher.size(url)
             if size is None:
                 raise HTTPProblem(416, "The upstream size is unknown; request without Range.",
                                   headers={"Content-Range": "bytes */*"})
-            first = fetcher.open(url, *parse_range_or_400(request.headers["range"], size))
-        else:
-            if request.method == "HEAD":
-                size = fetcher.size(url)
-                if size is not None:
-                    headers["Content-Length"] = str(size)
-                return Response(status_code=200, headers={"Accept-Ranges": "bytes", **headers}, media_type=media_type)
-            first = fetcher.open(url)
-            size = first.size
-        return _upstream_response(request, first, size, media_type, headers)
-
-    def parse_range_or_400(header: str, size: int) -> tuple[int, int]:
-        try:
-            return parse_range(header, size)
-        except MalformedRange as exc:
-            raise HTTPProblem(400, str(exc)) from None
-        except RangeNotSatisfiable as exc:
-            raise HTTPProblem(416, str(exc), headers={"Content-Range": f"bytes */{exc.size}"}) from None
+            span = _requested_range(header, size, {})
+        if request.method == "HEAD" and span is None:
+            size = size if header else fetcher.size(url)
+            if size is not None:
+                headers["Content-Length"] = str(size)
+            return Response(status_code=200, headers={"Accept-Ranges": "bytes", **headers}, media_type=media_type)
+        body = fetcher.open(url, *span) if span else fetcher.open(url)
+        return _upstream_response(request, body, size if span else body.size, media_type, headers)
 
     def processed(request: Request, kind: str) -> Response:
         """/data and /index: hit → bytes; GET miss → 202 + job; HEAD miss → 404."""
@@ -150,7 +150,7 @@ def create_app(
             detail = "No upstream index sidecar available" if raw else "No index file available for this file format"
             raise HTTPProblem(404, detail)
         if kind == "data" and (raw or plan.route.family in (PASSTHROUGH, RAW)):
-            return serve_upstream(request, record)
+            return serve_upstream(request, record.access_url, record.filename, plan.route.media_type)
         if plan.cache_key is None:
             raise HTTPProblem(422, f"{plan.refusal} Add ?raw=true for the upstream file.")
         manifest = store.manifest(plan.cache_key)

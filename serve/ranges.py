@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["MalformedRange", "RangeNotSatisfiable", "content_range", "parse_range"]
+import contextlib
+
+__all__ = ["MalformedRange", "MultipleRanges", "RangeNotSatisfiable", "content_range", "parse_range"]
 
 
 class MalformedRange(ValueError):
     """The Range header is not a single well-formed byte range (answered 400)."""
+
+
+class MultipleRanges(ValueError):
+    """A well-formed header asking for several ranges (answered with the whole file, 200)."""
 
 
 class RangeNotSatisfiable(ValueError):
@@ -20,14 +26,23 @@ class RangeNotSatisfiable(ValueError):
 def parse_range(header: str, size: int) -> tuple[int, int]:
     """Parse ``bytes=a-b`` / ``a-`` / ``-n`` against ``size``; return half-open ``(start, end)``.
 
-    The end is clamped to the file (clients routinely ask past EOF). Multi-range is refused as
-    malformed: genome browsers never send it, and one range keeps every answer a plain 206."""
+    The end is clamped to the file (clients routinely ask past EOF). A well-formed multi-range
+    header raises MultipleRanges: callers answer the whole file with 200 (ignoring Range is always
+    allowed), since genome browsers never ask for several ranges at once."""
     unit, sep, spec = header.strip().partition("=")
     if not sep or unit.strip().lower() != "bytes":
         raise MalformedRange(f"Invalid Range header {header[:80]!r}: expected bytes=start-end.")
+    parts = spec.split(",")
+    if len(parts) > 1:
+        for part in parts:
+            with contextlib.suppress(RangeNotSatisfiable):  # each part must be well formed
+                _parse_one(part, size, header)
+        raise MultipleRanges(header)
+    return _parse_one(spec, size, header)
+
+
+def _parse_one(spec: str, size: int, header: str) -> tuple[int, int]:
     spec = spec.strip()
-    if "," in spec:
-        raise MalformedRange("Multiple byte ranges are not supported; request one range at a time.")
     first, dash, last = spec.partition("-")
     first, last = first.strip(), last.strip()
     if not dash or not (first or last) or not all(_digits(part) for part in (first, last) if part):
