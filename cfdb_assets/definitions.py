@@ -18,7 +18,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "catalog": open_catalog(settings.catalog, settings.catalog_database),
         "store": open_store(settings.store, settings.s3_endpoint_url),
         "ledger": Ledger(url=settings.ledger_url),
-        "fetcher": SourceFetcher(allow_http_loopback=settings.allow_http_loopback),
+        "fetcher": SourceFetcher(
+        allow_http_loopback=settings.allow_http_loopback, allow_file_urls=settings.allow_file_urls
+    ),
         "tools": Tools(
             work_dir=str(settings.work_dir),
             threads=settings.threads,

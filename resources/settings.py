@@ -77,6 +77,9 @@ class Settings:
     failure_retry: timedelta = timedelta(hours=1)
     allow_http_loopback: bool = False
     cors_origin: str = "*"
+    processing: bool = True
+    max_active_jobs: int = 1024
+    allow_file_urls: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,4 +109,7 @@ class Settings:
             failure_retry=timedelta(seconds=_int(env, "CFDB_FAILURE_RETRY_S", 3600, 0, 30 * 86400)),
             allow_http_loopback=_bool(env, "CFDB_ALLOW_HTTP_LOOPBACK", False),
             cors_origin=env.get("CFDB_CORS_ORIGIN", "").strip() or "*",
+            processing=_bool(env, "CFDB_PROCESSING", True),
+            max_active_jobs=_int(env, "CFDB_MAX_ACTIVE_JOBS", 1024, 0, 10**7),
+            allow_file_urls=_bool(env, "CFDB_ALLOW_FILE_URLS", True),
         )

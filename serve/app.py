@@ -103,7 +103,9 @@ def create_app(
     catalog = catalog or open_catalog(settings.catalog, settings.catalog_database)
     store = store or open_store(settings.store, settings.s3_endpoint_url)
     ledger = ledger or Ledger(url=settings.ledger_url)
-    fetcher = fetcher or SourceFetcher(allow_http_loopback=settings.allow_http_loopback)
+    fetcher = fetcher or SourceFetcher(
+        allow_http_loopback=settings.allow_http_loopback, allow_file_urls=settings.allow_file_urls
+    )
     for resource in (catalog, store, ledger):
         resource.check()  # fail loudly at startup rather than answering 404s / 503s later
     files = Files(settings, catalog, store, ledger)
@@ -147,6 +149,11 @@ def create_app(
         record = files.lookup(dcc, local_id, need_access_url=(kind == "data"))
         plan = files.plan(record)
         if kind == "index" and (raw or plan.route.family in (PASSTHROUGH, RAW)):
+            # The DCC's own index, for files we do not process. A processed file's index is always
+            # ours: it is built from, and bound to, the data /data serves.
+            sidecar = files.sidecar(record)
+            if sidecar:
+                return serve_upstream(request, sidecar.url, sidecar.filename, OCTET)
             detail = "No upstream index sidecar available" if raw else "No index file available for this file format"
             raise HTTPProblem(404, detail)
         if kind == "data" and (raw or plan.route.family in (PASSTHROUGH, RAW)):
@@ -182,7 +189,7 @@ def create_app(
         record = files.lookup(request.path_params["dcc"], request.path_params["local_id"], need_access_url=kind == "data")
         fs = files.state(record)
         if fs.state == "passthrough":
-            if kind == "index":
+            if kind == "index" and files.sidecar(record) is None:
                 raise HTTPProblem(404, "No index file available for this file format")
             return JSONResponse({"ready": True})
         return JSONResponse({"ready": fs.state == "ready"})
@@ -274,7 +281,12 @@ def create_app(
         Route("/files/{dcc}/{local_id}", describe, methods=["GET", "POST"]),
         Route("/artifacts/{cache_key}/{name}", artifact, methods=["GET", "HEAD"]),
     ]
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        files.draining = True  # shutting down: requests still in flight get 503 for new work
+
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.files = files
     return CORSMiddleware(
         app,

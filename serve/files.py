@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from urllib.parse import urljoin, urlsplit
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,14 +13,29 @@ from typing import Any
 from cfdb_assets.formats import PASSTHROUGH, RAW
 from cfdb_assets.planning import OutputOptions, Plan, plan_for
 from resources import ArtifactStore, Catalog, FileRecord, Job, Ledger, Settings, SourceSpec
+from resources.ledger import AdmissionRejected
 from serve.errors import HTTPProblem
 
-__all__ = ["JOB_STATUS", "FileState", "Files"]
+__all__ = ["JOB_STATUS", "FileState", "Files", "Sidecar"]
 
 PARAM = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
 # The original service's job vocabulary, kept for its clients.
 JOB_STATUS = {"queued": "pending", "running": "running", "succeeded": "completed", "failed": "failed"}
 STAGE_NAMES = {"data": "data", "index": "index"}
+
+
+# 4DN publishes index sidecars next to its files (reference §1.4); "bw" is deliberately not one.
+SIDECAR_FORMATS = {"bai", "tbi", "csi", "beddb", "pairs_px2", "bg_px2"}
+SIDECAR_BASES = {"4dn": "https://data.4dnucleome.org"}
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """An upstream index file published by the DCC itself."""
+
+    url: str
+    filename: str
+    size: int | None
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,7 @@ class Files:
     def __init__(self, settings: Settings, catalog: Catalog, store: ArtifactStore, ledger: Ledger):
         self.settings, self.catalog, self.store, self.ledger = settings, catalog, store, ledger
         self.options = OutputOptions(compression_level=settings.compression_level)
+        self.draining = False  # set when the server shuts down: new work gets 503
 
     def check_params(self, **params: str) -> None:
         """Path parameters are ``[A-Za-z0-9._-]{1,256}`` (400 otherwise, never a framework 422)."""
@@ -67,6 +84,32 @@ class Files:
                 "use the HuBMAP portal.",
             )
         return record
+
+    def sidecar(self, record: FileRecord) -> Sidecar | None:
+        """The DCC's own index for this file (4DN ``extra_files``), or None. Unlike the original,
+        an entry that is not an index is never served as one (its §11.12)."""
+        base = SIDECAR_BASES.get(record.dcc)
+        extra = record.extra or {}
+        fourdn = extra.get("fourdn") if isinstance(extra.get("fourdn"), dict) else {}
+        entries = extra.get("extra_files") or fourdn.get("extra_files") or []
+        if base is None or not isinstance(entries, list):
+            return None
+        entry = next((e for e in entries if isinstance(e, dict) and _sidecar_format(e) in SIDECAR_FORMATS), None)
+        if entry is None:
+            return None
+        href = entry.get("href")
+        if not isinstance(href, str) or not href:
+            raise HTTPProblem(502, "Upstream sidecar entry is missing required `href` field")
+        url = urljoin(base, href)
+        parts = urlsplit(url)
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+        allowed = (parts.scheme == "https" and parts.hostname == urlsplit(base).hostname) or (
+            loopback and self.settings.allow_http_loopback
+        )
+        if not allowed:
+            raise HTTPProblem(502, "Upstream sidecar URL failed allowlist validation")
+        size = entry.get("file_size")
+        return Sidecar(url, href.rstrip("/").rsplit("/", 1)[-1], size if isinstance(size, int) else None)
 
     def plan(self, record: FileRecord) -> Plan:
         return plan_for(record, self.options)
@@ -97,8 +140,16 @@ class Files:
         return out
 
     def request(self, record: FileRecord, plan: Plan) -> tuple[Job, bool]:
-        """Attach to the active job of this file's cache_key, or create one."""
+        """Attach to the active job of this file's cache_key, or create one (503 when processing
+        is off or the server is draining; 429 at the admission ceiling, for new work only)."""
         assert plan.cache_key and plan.checksum
+        if not self.settings.processing or self.draining:
+            why = "is shutting down" if self.draining else "has preprocessing disabled"
+            raise HTTPProblem(
+                503,
+                f"This server {why}; please retry, or add ?raw=true for the upstream file.",
+                headers={"Retry-After": "30"},
+            )
         spec = SourceSpec(
             cache_key=plan.cache_key,
             dcc=record.dcc,
@@ -108,7 +159,12 @@ class Files:
             checksum=plan.checksum,
             size=record.size,
         )
-        return self.ledger.request(spec, self.settings.failure_retry)
+        try:
+            return self.ledger.request(spec, self.settings.failure_retry, self.settings.max_active_jobs or None)
+        except AdmissionRejected:
+            raise HTTPProblem(
+                429, "Too many active preprocessing jobs; please retry shortly.", headers={"Retry-After": "120"}
+            ) from None
 
     def failed_answer(self, job: Job) -> HTTPProblem:
         """A remembered permanent failure: 422 with the error, until the retry window passes."""
@@ -178,3 +234,9 @@ class Files:
                 "error": fs.job.error,
             }
         return view
+
+
+def _sidecar_format(entry: dict) -> str | None:
+    fmt = entry.get("file_format")
+    name = fmt.get("display_title") if isinstance(fmt, dict) else fmt
+    return name.strip().lower() if isinstance(name, str) else None

@@ -1,0 +1,190 @@
+"""Upstream bytes (passthrough formats, ?raw=true, 4DN index sidecars) through a real HTTP server
+on loopback; and the answers that refuse work: processing off (503) and the admission ceiling (429)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from starlette.testclient import TestClient
+
+from resources import Settings, SourceFetcher
+from serve.app import create_app
+
+BODY = bytes(range(256)) * 40  # 10,240 bytes
+
+
+class _Upstream(BaseHTTPRequestHandler):
+    """/file (Range-aware), /norange (ignores Range), /boom (500), /gone (404), /slow (sleeps)."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False) -> None:
+        path = self.path.split("?")[0]
+        if path == "/boom":
+            return self._status(500)
+        if path == "/gone":
+            return self._status(404)
+        if path == "/slow":
+            time.sleep(3)
+        start, end, status = 0, len(BODY), 200
+        requested = self.headers.get("Range")
+        if requested and path != "/norange":
+            first, _, last = requested.removeprefix("bytes=").partition("-")
+            start, end, status = int(first), min(int(last) + 1, len(BODY)), 206
+        self.send_response(status)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(BODY)}")
+        self.send_header("Content-Length", str(end - start))
+        self.end_headers()
+        if not head:
+            self.wfile.write(BODY[start:end])
+
+    def _status(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _doc(dcc: str, local_id: str, url: str, fmt: tuple[str, str], **extra) -> dict:
+    return {"submission": dcc, "local_id": local_id, "md5": "a" * 32, "access_url": url,
+            "filename": f"{local_id}.dat", "file_format": {"id": fmt[0], "name": fmt[1]},
+            "data_access_level": "public", **extra}
+
+
+CSV = ("format:3752", "CSV")
+BED = ("format:3003", "BED")
+
+
+@pytest.fixture
+def app_for(tmp_path, upstream):
+    """Build the app over a catalog of loopback-served files; settings overrides as keywords."""
+
+    def make(fetcher=None, **env):
+        bai = {"href": f"{upstream}/file", "file_size": len(BODY), "file_format": {"display_title": "bai"}}
+        bigwig = {"href": f"{upstream}/gone", "file_format": "bw"}
+        docs = [
+            _doc("encode", "CSVOK", f"{upstream}/file", CSV),
+            _doc("encode", "CSVBOOM", f"{upstream}/boom", CSV),
+            _doc("encode", "CSVGONE", f"{upstream}/gone", CSV),
+            _doc("encode", "CSVNORANGE", f"{upstream}/norange", CSV),
+            _doc("encode", "CSVSLOW", f"{upstream}/slow", CSV),
+            _doc("encode", "BEDA", f"{upstream}/file", BED),
+            _doc("encode", "BEDB", f"{upstream}/file", BED, md5="b" * 32),
+            _doc("4dn", "4DNSIDECAR", f"{upstream}/file", ("format:3006", "bigWig"), extra={"extra_files": [bigwig, bai]}),
+            _doc("4dn", "4DNNOINDEX", f"{upstream}/file", ("format:3006", "bigWig"), extra={"extra_files": [bigwig]}),
+            _doc("4dn", "4DNNOHREF", f"{upstream}/file", CSV, extra={"fourdn": {"extra_files": [{"file_format": "tbi"}]}}),
+            _doc("4dn", "4DNOFFSITE", f"{upstream}/file", CSV,
+                 extra={"extra_files": [{"href": "http://evil.example/x.bai", "file_format": "bai"}]}),
+            _doc("4dn", "4DNBED", f"{upstream}/file", BED, extra={"extra_files": [bai]}),
+        ]
+        catalog = tmp_path / "catalog.jsonl"
+        catalog.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        settings = Settings.from_environ({
+            "CFDB_DATA_DIR": str(tmp_path / "data"), "CFDB_CATALOG": str(catalog),
+            "CFDB_ALLOW_HTTP_LOOPBACK": "true", **env,
+        })
+        return TestClient(create_app(settings, fetcher=fetcher), raise_server_exceptions=False)
+
+    return make
+
+
+def test_passthrough_proxies_whole_files_and_ranges(app_for):
+    with app_for() as client:
+        whole = client.get("/data/encode/CSVOK")
+        part = client.get("/data/encode/CSVOK", headers={"Range": "bytes=100-"})
+        head = client.head("/data/encode/CSVOK")
+    assert whole.status_code == 200 and whole.content == BODY
+    assert whole.headers["content-length"] == str(len(BODY))
+    assert part.status_code == 206 and part.content == BODY[100:]
+    assert part.headers["content-range"] == f"bytes 100-{len(BODY) - 1}/{len(BODY)}"
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(BODY))
+
+
+@pytest.mark.parametrize(
+    ("local_id", "status", "phrase"),
+    [("CSVBOOM", 502, "HTTP 500"), ("CSVGONE", 404, "HTTP 404"), ("CSVNORANGE", 502, "ignored the byte range")],
+)
+def test_upstream_failures_are_answered_before_any_byte_with_a_sentence(app_for, local_id, status, phrase):
+    with app_for() as client:
+        response = client.get(f"/data/encode/{local_id}", headers={"Range": "bytes=5-10", "Origin": "https://x"})
+    assert response.status_code == status
+    assert phrase in response.json()["detail"]
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_4dn_sidecar_that_is_an_index_is_served_and_other_entries_never_are(app_for):
+    with app_for() as client:
+        served = client.get("/index/4dn/4DNSIDECAR")
+        raw = client.get("/index/4dn/4DNSIDECAR?raw=true", headers={"Range": "bytes=0-9"})
+        status = client.get("/index/4dn/4DNSIDECAR/status")
+        none = client.get("/index/4dn/4DNNOINDEX")
+    assert served.status_code == 200 and served.content == BODY
+    assert served.headers["content-disposition"] == 'attachment; filename="file"'
+    assert raw.status_code == 206 and raw.content == BODY[:10]
+    assert status.json() == {"ready": True}
+    assert none.status_code == 404  # a bigWig entry is not an index (the original served it)
+
+
+@pytest.mark.parametrize(
+    ("local_id", "detail"),
+    [("4DNNOHREF", "missing required `href` field"), ("4DNOFFSITE", "failed allowlist validation")],
+)
+def test_a_malformed_sidecar_is_502(app_for, local_id, detail):
+    with app_for() as client:
+        response = client.get(f"/index/4dn/{local_id}")
+    assert response.status_code == 502 and detail in response.json()["detail"]
+
+
+def test_a_processed_files_index_is_ours_even_when_4dn_publishes_a_sidecar(app_for):
+    with app_for() as client:
+        response = client.get("/index/4dn/4DNBED")
+    assert response.status_code == 202  # built with, and bound to, the data /data serves
+
+
+def test_processing_off_answers_503_for_misses_but_still_serves_passthrough(app_for):
+    with app_for(CFDB_PROCESSING="false") as client:
+        miss = client.get("/data/encode/BEDA")
+        index_miss = client.get("/index/encode/BEDA")
+        csv = client.get("/data/encode/CSVOK")
+        csv_index = client.get("/index/encode/CSVOK")
+    assert miss.status_code == 503 and miss.headers["retry-after"] == "30"
+    assert "?raw=true" in miss.json()["detail"]
+    assert index_miss.status_code == 503
+    assert csv.status_code == 200
+    assert csv_index.status_code == 404  # not 503: CSV never has an index (the original's §11.8)
+
+
+def test_admission_ceiling_refuses_only_new_work_with_429(app_for):
+    with app_for(CFDB_MAX_ACTIVE_JOBS="1") as client:
+        first = client.get("/data/encode/BEDA")
+        second = client.get("/data/encode/BEDB")
+        again = client.get("/index/encode/BEDA")
+    assert first.status_code == 202
+    assert second.status_code == 429 and second.headers["retry-after"] == "120"
+    assert again.status_code == 202 and again.json()["job_id"] == first.json()["job_id"]
+
+
+def test_upstream_timeouts_are_504(app_for):
+    # A 1 s read timeout against an upstream that takes 3 s.
+    fetcher = SourceFetcher(allow_http_loopback=True, read_timeout_s=1.0, retries=0)
+    with app_for(fetcher=fetcher) as client:
+        response = client.get("/data/encode/CSVSLOW")
+    assert response.status_code == 504 and "timed out" in response.json()["detail"]
