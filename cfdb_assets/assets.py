@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from cfdb_assets.formats import route_for
-from cfdb_assets.pipelines import ToolOptions, build_index, build_sorted, index_kind_of, tool_versions
+from cfdb_assets.pipelines import DEFAULT_LEVEL, ToolOptions, build_index, build_sorted, index_kind_of, tool_versions
 from cfdb_assets.planning import OutputOptions, plan_for
 from resources import ArtifactMissing, ArtifactStore, Catalog, Ledger, SourceFetcher
 
@@ -47,7 +47,7 @@ class Tools(dg.ConfigurableResource):
     work_dir: str
     threads: int = 2
     sort_memory: str = "768M"
-    compression_level: int = 6
+    compression_level: int = DEFAULT_LEVEL
 
     @property
     def options(self) -> ToolOptions:

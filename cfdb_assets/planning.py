@@ -11,6 +11,7 @@ from typing import Protocol
 
 from cfdb_assets.formats import Route, route_for
 from cfdb_assets.keys import NotAddressable, cache_key, source_checksum
+from cfdb_assets.pipelines import DEFAULT_LEVEL
 
 __all__ = ["OutputOptions", "Plan", "plan_for"]
 
@@ -26,7 +27,7 @@ class _Record(Protocol):
 class OutputOptions:
     """The output options that change artifact bytes, and so belong in the cache key."""
 
-    compression_level: int = 6
+    compression_level: int = DEFAULT_LEVEL
     index: str = "auto"  # BAI/TBI unless a coordinate needs CSI
 
     def as_key_options(self) -> dict[str, object]:

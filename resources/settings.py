@@ -73,7 +73,7 @@ class Settings:
     dagster_url: str = "http://localhost:3000"
     threads: int = 2
     sort_memory: str = "768M"
-    compression_level: int = 6
+    compression_level: int = 4  # see cfdb_assets.pipelines.DEFAULT_LEVEL for the measurements
     failure_retry: timedelta = timedelta(hours=1)
     allow_http_loopback: bool = False
     cors_origin: str = "*"
@@ -105,7 +105,7 @@ class Settings:
             dagster_url=(env.get("CFDB_DAGSTER_URL", "").strip() or "http://localhost:3000").rstrip("/"),
             threads=_int(env, "CFDB_THREADS", 2, 1, 64),
             sort_memory=sort_memory,
-            compression_level=_int(env, "CFDB_COMPRESSION_LEVEL", 6, 0, 9),
+            compression_level=_int(env, "CFDB_COMPRESSION_LEVEL", 4, 0, 9),
             failure_retry=timedelta(seconds=_int(env, "CFDB_FAILURE_RETRY_S", 3600, 0, 30 * 86400)),
             allow_http_loopback=_bool(env, "CFDB_ALLOW_HTTP_LOOPBACK", False),
             cors_origin=env.get("CFDB_CORS_ORIGIN", "").strip() or "*",

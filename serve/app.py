@@ -37,6 +37,7 @@ from resources import (
 )
 from serve.errors import EXCEPTION_HANDLERS, HTTPProblem
 from serve.files import Files
+from serve.openapi import openapi
 from serve.ranges import MalformedRange, MultipleRanges, RangeNotSatisfiable, content_range, parse_range
 
 __all__ = ["create_app"]
@@ -46,6 +47,7 @@ OCTET = "application/octet-stream"
 EXPOSED = ["Content-Range", "Content-Length", "Accept-Ranges", "ETag", "Location", "Retry-After"]
 RETRY_AFTER_202 = "5"
 IMMUTABLE = "public, max-age=31536000, immutable"
+SMALL_BODY = 1024 * 1024
 
 
 def _byte_response(
@@ -73,8 +75,11 @@ def _byte_response(
     headers["Content-Length"] = str(end - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=media_type)
-    chunks = open_range(start, end) if end > start else iter(())
-    return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)
+    if end - start <= SMALL_BODY:
+        # A browser's typical read (index, header, 64 KiB tile): one ASGI message, no streaming.
+        body = b"".join(open_range(start, end)) if end > start else b""
+        return Response(body, status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(open_range(start, end), status_code=status, headers=headers, media_type=media_type)
 
 
 def _requested_range(header: str, size: int, headers: dict[str, str]) -> tuple[int, int] | None:
@@ -160,13 +165,14 @@ def create_app(
             return serve_upstream(request, record.access_url, record.filename, plan.route.media_type)
         if plan.cache_key is None:
             raise HTTPProblem(422, f"{plan.refusal} Add ?raw=true for the upstream file.")
-        manifest = store.manifest(plan.cache_key)
+        manifest = files.manifest(plan.cache_key)
         if manifest is not None:
             try:
                 name = manifest["artifacts"][kind]["name"]
                 return serve_artifact(request, plan.cache_key, manifest, name, immutable=False)
             except ArtifactMissing:
                 log.warning("Artifact %s vanished after lookup; requesting a rebuild.", plan.cache_key)
+                files.forget(plan.cache_key)
         if request.method == "HEAD":
             what = "artifact" if kind == "data" else "index"
             raise HTTPProblem(
@@ -212,7 +218,8 @@ def create_app(
     def _describe(request: Request) -> Response:
         record = files.lookup(request.path_params["dcc"], request.path_params["local_id"])
         fs = files.state(record)
-        if request.method == "POST" and fs.state in ("missing", "failed"):
+        prepare = request.method == "POST" or request.query_params.get("prepare", "").lower() == "true"
+        if prepare and fs.state in ("missing", "failed"):
             job, _ = files.request(record, fs.plan)
             if job.state == "failed":
                 raise files.failed_answer(job)
@@ -255,13 +262,14 @@ def create_app(
         key, name = request.path_params["cache_key"], request.path_params["name"]
         if not is_cache_key(key):
             raise HTTPProblem(404, "Artifact not found")
-        manifest = store.manifest(key)
+        manifest = files.manifest(key)
         names = {a["name"] for a in manifest["artifacts"].values()} if manifest else set()
         if name not in names:
             raise HTTPProblem(404, "Artifact not found; GET /files/{dcc}/{local_id} tells when it is ready.")
         try:
             return serve_artifact(request, key, manifest, name, immutable=True)
         except ArtifactMissing:
+            files.forget(key)
             raise HTTPProblem(404, "Artifact not found") from None
 
     async def artifact(request: Request) -> Response:
@@ -270,8 +278,14 @@ def create_app(
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    document = openapi()
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
     routes = [
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/data/{dcc}/{local_id}/status", data_status, methods=["GET"]),
         Route("/data/{dcc}/{local_id}", data, methods=["GET", "HEAD"]),
         Route("/index/{dcc}/{local_id}/status", index_status, methods=["GET"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from urllib.parse import urljoin, urlsplit
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from serve.errors import HTTPProblem
 
 __all__ = ["JOB_STATUS", "FileState", "Files", "Sidecar"]
 
+MANIFEST_CACHE_S = 60.0
+MANIFEST_CACHE_SIZE = 4096
 PARAM = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
 # The original service's job vocabulary, kept for its clients.
 JOB_STATUS = {"queued": "pending", "running": "running", "succeeded": "completed", "failed": "failed"}
@@ -57,6 +60,7 @@ class Files:
         self.settings, self.catalog, self.store, self.ledger = settings, catalog, store, ledger
         self.options = OutputOptions(compression_level=settings.compression_level)
         self.draining = False  # set when the server shuts down: new work gets 503
+        self._manifests: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def check_params(self, **params: str) -> None:
         """Path parameters are ``[A-Za-z0-9._-]{1,256}`` (400 otherwise, never a framework 422)."""
@@ -84,6 +88,24 @@ class Files:
                 "use the HuBMAP portal.",
             )
         return record
+
+    def manifest(self, key: str) -> dict[str, Any] | None:
+        """The store's manifest, cached briefly when present: a ready set's manifest never changes,
+        and every range request of a browser needs it (misses are never cached)."""
+        now = time.monotonic()
+        cached = self._manifests.get(key)
+        if cached and cached[0] > now:
+            return cached[1]
+        manifest = self.store.manifest(key)
+        if manifest is not None:
+            if len(self._manifests) >= MANIFEST_CACHE_SIZE:
+                self._manifests.clear()
+            self._manifests[key] = (now + MANIFEST_CACHE_S, manifest)
+        return manifest
+
+    def forget(self, key: str) -> None:
+        """Drop a cached manifest (its artifacts vanished from the store)."""
+        self._manifests.pop(key, None)
 
     def sidecar(self, record: FileRecord) -> Sidecar | None:
         """The DCC's own index for this file (4DN ``extra_files``), or None. Unlike the original,
@@ -122,7 +144,7 @@ class Files:
         """Where each file stands, with one ledger query for the whole list."""
         plans = [self.plan(r) for r in records]
         keys = [p.cache_key for p in plans if p.cache_key]
-        manifests = {k: self.store.manifest(k) for k in keys}
+        manifests = {k: self.manifest(k) for k in keys}
         pending = [k for k in keys if manifests[k] is None]
         jobs = self.ledger.latest_jobs(pending)
         out = []

@@ -155,7 +155,7 @@ def test_plan_for_bed_with_malformed_md5_is_refused():
 
 
 def test_plan_for_bed_with_md5_has_the_cache_key_of_its_route_and_options():
-    plan = plan_for(_record("format:3003", "bed", md5=MD5.upper()), OutputOptions())
+    plan = plan_for(_record("format:3003", "bed", md5=MD5.upper()), OutputOptions(compression_level=6))
 
     expected = cache_key(f"md5:{MD5}", "BED", "intervals", {"compression_level": 6, "index": "auto"})
     assert plan.checksum == f"md5:{MD5}"

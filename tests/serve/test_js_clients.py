@@ -111,3 +111,45 @@ def test_gosling_readers_get_the_same_records_as_pysam(settings_for_store, tmp_p
                 for region, g, w in zip(regions, got, want, strict=True):
                     key = (lambda x: x) if reader == "tabix" else tuple
                     assert sorted(map(key, g)) == sorted(map(key, w)), (local_id, region)
+
+
+def test_gosling_reads_a_passthrough_bigwig_and_a_csv_exactly_as_served(tmp_path, demo_dir):
+    import pyBigWig
+
+    chroms = {"chr1": 1_000_000, "chr2": 800_000}
+    rng = random.Random(3)
+    values = []
+    for chrom, length in chroms.items():
+        start = 0
+        while start < length - 1000:
+            span = rng.randrange(10, 500)
+            values.append((chrom, start, start + span, round(rng.uniform(0, 100), 2)))
+            start += span + rng.randrange(0, 300)
+    bigwig = tmp_path / "signal.bw"
+    writer = pyBigWig.open(str(bigwig), "w")
+    writer.addHeader(list(chroms.items()))
+    writer.addEntries([v[0] for v in values], [v[1] for v in values], ends=[v[2] for v in values],
+                      values=[float(v[3]) for v in values])
+    writer.close()
+    csv = demo_dir / "sources" / "ENCFF000CSV.csv"
+    catalog = tmp_path / "catalog.jsonl"
+    docs = [
+        {"submission": "encode", "local_id": "ENCFFBW", "md5": "c" * 32, "access_url": bigwig.as_uri(),
+         "filename": "signal.bw", "file_format": {"id": "format:3006", "name": "bigWig"}},
+        {"submission": "encode", "local_id": "ENCFFCSV", "md5": "d" * 32, "access_url": csv.as_uri(),
+         "filename": "t.csv", "file_format": {"id": "format:3752", "name": "CSV"}},
+    ]
+    catalog.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    settings = Settings.from_environ({"CFDB_DATA_DIR": str(tmp_path / "data"), "CFDB_CATALOG": str(catalog)})
+    regions = [[c, s, s + 20_000] for c, s in (("chr1", 0), ("chr1", 500_000), ("chr2", 123_456), ("chr2", 700_000))]
+    with LiveAPI(create_app(settings)) as base:
+        got = _node("bigwig", f"{base}/data/encode/ENCFFBW", "-", regions)
+        text = subprocess.run(["node", str(JS / "read_regions.js"), "csv", f"{base}/data/encode/ENCFFCSV"],
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+    reader = pyBigWig.open(str(bigwig))
+    for (chrom, start, end), features in zip(regions, got, strict=True):
+        want = list(reader.intervals(chrom, start, end))
+        assert len(want) > 0
+        assert [(s, e, round(v, 2)) for s, e, v in features] == [(s, e, round(v, 2)) for s, e, v in want]
+    assert json.loads(text) == csv.read_text()
+
