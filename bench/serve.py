@@ -36,6 +36,7 @@ end
 """
 
 NGINX_CONF = """
+user root;  # the temp dir is private to us
 worker_processes {workers};
 daemon off;
 pid {root}/nginx.pid;
@@ -44,7 +45,8 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off;
   sendfile on;
-  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
   default_type application/octet-stream;
   client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp;
   uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;

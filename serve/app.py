@@ -30,6 +30,7 @@ from resources import (
     ArtifactStore,
     Catalog,
     Ledger,
+    LocalStore,
     Settings,
     SourceFetcher,
     open_catalog,
@@ -272,7 +273,13 @@ def create_app(
             files.forget(key)
             raise HTTPProblem(404, "Artifact not found") from None
 
+    local = isinstance(store, LocalStore)
+
     async def artifact(request: Request) -> Response:
+        # The browsers' hot path. A local artifact read is a page-cache read of at most 1 MiB (larger
+        # ranges stream from a thread), cheaper inline than a thread hop; S3 calls always leave the loop.
+        if local:
+            return _artifact(request)
         return await _threaded(_artifact, request)
 
     async def health(request: Request) -> Response:
