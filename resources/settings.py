@@ -80,6 +80,7 @@ class Settings:
     processing: bool = True
     max_active_jobs: int = 1024
     allow_file_urls: bool = True
+    s3_redirect: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,4 +113,5 @@ class Settings:
             processing=_bool(env, "CFDB_PROCESSING", True),
             max_active_jobs=_int(env, "CFDB_MAX_ACTIVE_JOBS", 1024, 0, 10**7),
             allow_file_urls=_bool(env, "CFDB_ALLOW_FILE_URLS", True),
+            s3_redirect=_bool(env, "CFDB_S3_REDIRECT", False),
         )

@@ -293,6 +293,12 @@ class S3Store(ArtifactStore):
         finally:
             dest.unlink(missing_ok=True)
 
+    def presigned_url(self, key: str, name: str, expires_s: int = 3600) -> str:
+        """A time-limited GET URL for one artifact (for CFDB_S3_REDIRECT)."""
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._object(key, name)}, ExpiresIn=expires_s
+        )
+
     def check(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)

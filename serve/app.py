@@ -31,6 +31,7 @@ from resources import (
     Catalog,
     Ledger,
     LocalStore,
+    S3Store,
     Settings,
     SourceFetcher,
     open_catalog,
@@ -267,6 +268,10 @@ def create_app(
         names = {a["name"] for a in manifest["artifacts"].values()} if manifest else set()
         if name not in names:
             raise HTTPProblem(404, "Artifact not found; GET /files/{dcc}/{local_id} tells when it is ready.")
+        if redirect:
+            # Bytes straight from S3: each range then pays a redirect round trip, and the bucket
+            # needs a CORS rule (README, "Serving from S3").
+            return Response(status_code=307, headers={"Location": store.presigned_url(key, name), "Cache-Control": "no-store"})
         try:
             return serve_artifact(request, key, manifest, name, immutable=True)
         except ArtifactMissing:
@@ -274,6 +279,7 @@ def create_app(
             raise HTTPProblem(404, "Artifact not found") from None
 
     local = isinstance(store, LocalStore)
+    redirect = settings.s3_redirect and isinstance(store, S3Store)
 
     async def artifact(request: Request) -> Response:
         # The browsers' hot path. A local artifact read is a page-cache read of at most 1 MiB (larger

@@ -129,6 +129,8 @@ def openapi() -> dict[str, Any]:
                     "responses": {
                         "200": STREAM_RESPONSES["200"], "206": STREAM_RESPONSES["206"],
                         "304": {"description": "Not modified (If-None-Match matched the ETag)."},
+                        "307": {"description": "CFDB_S3_REDIRECT: the bytes are at a presigned S3 URL.",
+                                "headers": {"Location": {"$ref": "#/components/headers/Location"}}},
                         "400": STREAM_RESPONSES["400"], "404": _error("No such ready artifact."),
                         "416": STREAM_RESPONSES["416"], "503": STREAM_RESPONSES["503"],
                     },

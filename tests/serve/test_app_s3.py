@@ -54,3 +54,25 @@ def test_an_object_deleted_from_s3_after_lookup_becomes_a_new_job(tmp_path, demo
     with TestClient(create_app(settings)) as client:
         response = client.get("/data/encode/ENCFF000BED")
     assert response.status_code == 202  # never a 200 with an empty body
+
+
+def test_s3_redirect_sends_artifact_gets_to_a_presigned_url_that_honours_ranges(tmp_path, demo_dir, s3_bucket, moto_server):
+    import httpx
+
+    settings = Settings.from_environ({
+        "CFDB_DATA_DIR": str(tmp_path / "data"),
+        "CFDB_CATALOG": str(demo_dir / "catalog.jsonl"),
+        "CFDB_STORE": f"s3://{s3_bucket}/a",
+        "AWS_ENDPOINT_URL": moto_server,
+        "CFDB_S3_REDIRECT": "true",
+    })
+    key, _ = build_artifacts(settings, "encode", "ENCFF000BED")
+    with TestClient(create_app(settings)) as client:
+        response = client.get(f"/artifacts/{key}/data.bed.gz", headers={"Origin": "https://x"}, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["access-control-allow-origin"] == "*"
+    location = response.headers["location"]
+    assert location.startswith(f"{moto_server}/{s3_bucket}/a/{key}/data.bed.gz?")
+    whole = httpx.get(location)
+    part = httpx.get(location, headers={"Range": "bytes=10-19"})
+    assert whole.status_code == 200 and part.status_code == 206 and part.content == whole.content[10:20]
