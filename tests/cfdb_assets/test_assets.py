@@ -69,6 +69,7 @@ def test_checksum_mismatch_fails_the_run_and_publishes_nothing(settings, store):
     assert not result.success
     assert store.manifest(key) is None
     assert store.get_json(key, "stage-sorted.json") is None
+    assert list(settings.work_dir.iterdir()) == []  # the run's scratch space is gone on failure too
 
 
 def test_on_demand_sensor_requests_each_queued_job_once_with_its_partition(settings):
