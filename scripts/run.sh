@@ -38,11 +38,9 @@ setsid "$BIN/dagster-daemon" run -w workspace.yaml >"$logs/daemon.log" 2>&1 & pi
 setsid "$BIN/dagster-webserver" -w workspace.yaml -h 0.0.0.0 -p "$CFDB_DAGSTER_PORT" >"$logs/webserver.log" 2>&1 & pids+=($!)
 setsid "$BIN/uvicorn" serve.asgi:app --host 0.0.0.0 --port "$API_PORT" >"$logs/api.log" 2>&1 & pids+=($!)
 
-for _ in $(seq 1 60); do
-  curl -fs "http://127.0.0.1:$API_PORT/health" >/dev/null 2>&1 && break
-  sleep 1
-done
-curl -fs "http://127.0.0.1:$API_PORT/health" >/dev/null || { echo "The API did not start; see $logs/api.log"; tail -20 "$logs/api.log"; exit 1; }
+healthy() { "$BIN/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$API_PORT/health', timeout=2)" 2>/dev/null; }
+for _ in $(seq 1 60); do healthy && break; sleep 1; done
+healthy || { echo "The API did not start; see $logs/api.log"; tail -20 "$logs/api.log"; exit 1; }
 
 cat <<MSG
 cfdb-assets is running (data in $CFDB_DATA_DIR, logs in $logs)
