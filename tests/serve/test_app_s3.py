@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import boto3
 import pysam
+import pytest
 from starlette.testclient import TestClient
 
 from resources import Settings
@@ -11,14 +12,23 @@ from serve.app import create_app
 from tests.helpers import build_artifacts
 
 
-def test_artifacts_built_into_s3_are_served_with_ranges_and_pysam_reads_them(tmp_path, demo_dir, s3_bucket, moto_server):
-    settings = Settings.from_environ({
-        "CFDB_DATA_DIR": str(tmp_path / "data"),
-        "CFDB_CATALOG": str(demo_dir / "catalog.jsonl"),
-        "CFDB_S3_BUCKET": s3_bucket,
-        "CFDB_S3_PREFIX": "artifacts",
-        "AWS_ENDPOINT_URL": moto_server,
-    })
+@pytest.fixture
+def s3_settings(tmp_path, demo_dir, moto_server):
+    """Settings on the demo catalog with the store in the moto bucket; overrides as keywords."""
+
+    def make(**env) -> Settings:
+        return Settings.from_environ({
+            "CFDB_DATA_DIR": str(tmp_path / "data"),
+            "CFDB_CATALOG": str(demo_dir / "catalog.jsonl"),
+            "AWS_ENDPOINT_URL": moto_server,
+            **env,
+        })
+
+    return make
+
+
+def test_artifacts_built_into_s3_are_served_with_ranges_and_pysam_reads_them(tmp_path, s3_settings, s3_bucket, moto_server):
+    settings = s3_settings(CFDB_S3_BUCKET=s3_bucket, CFDB_S3_PREFIX="artifacts")
     key, result = build_artifacts(settings, "encode", "ENCFF000SAM")
     assert result.success
     listed = boto3.client("s3", endpoint_url=moto_server).list_objects_v2(Bucket=s3_bucket, Prefix=f"artifacts/{key}/")
@@ -42,13 +52,8 @@ def test_artifacts_built_into_s3_are_served_with_ranges_and_pysam_reads_them(tmp
         assert sum(1 for _ in aln.fetch("chr1", 0, 1_000_000)) > 0
 
 
-def test_an_object_deleted_from_s3_after_lookup_becomes_a_new_job(tmp_path, demo_dir, s3_bucket, moto_server):
-    settings = Settings.from_environ({
-        "CFDB_DATA_DIR": str(tmp_path / "data"),
-        "CFDB_CATALOG": str(demo_dir / "catalog.jsonl"),
-        "CFDB_STORE": f"s3://{s3_bucket}",
-        "AWS_ENDPOINT_URL": moto_server,
-    })
+def test_an_object_deleted_from_s3_after_lookup_becomes_a_new_job(tmp_path, s3_settings, s3_bucket, moto_server):
+    settings = s3_settings(CFDB_STORE=f"s3://{s3_bucket}")
     key, _ = build_artifacts(settings, "encode", "ENCFF000BED")
     boto3.client("s3", endpoint_url=moto_server).delete_object(Bucket=s3_bucket, Key=f"{key}/data.bed.gz")
     with TestClient(create_app(settings)) as client:
@@ -56,16 +61,10 @@ def test_an_object_deleted_from_s3_after_lookup_becomes_a_new_job(tmp_path, demo
     assert response.status_code == 202  # never a 200 with an empty body
 
 
-def test_s3_redirect_sends_artifact_gets_to_a_presigned_url_that_honours_ranges(tmp_path, demo_dir, s3_bucket, moto_server):
+def test_s3_redirect_sends_artifact_gets_to_a_presigned_url_that_honours_ranges(tmp_path, s3_settings, s3_bucket, moto_server):
     import httpx
 
-    settings = Settings.from_environ({
-        "CFDB_DATA_DIR": str(tmp_path / "data"),
-        "CFDB_CATALOG": str(demo_dir / "catalog.jsonl"),
-        "CFDB_STORE": f"s3://{s3_bucket}/a",
-        "AWS_ENDPOINT_URL": moto_server,
-        "CFDB_S3_REDIRECT": "true",
-    })
+    settings = s3_settings(CFDB_STORE=f"s3://{s3_bucket}/a", CFDB_S3_REDIRECT="true")
     key, _ = build_artifacts(settings, "encode", "ENCFF000BED")
     with TestClient(create_app(settings)) as client:
         response = client.get(f"/artifacts/{key}/data.bed.gz", headers={"Origin": "https://x"}, follow_redirects=False)
