@@ -111,7 +111,7 @@ def build_family(spec: FamilySpec) -> dg.Definitions:
         if not config.force:
             manifest = store.valid_manifest(key)
             stage = manifest["sorted"] if manifest else store.get_json(key, STAGE_SORTED)
-            if stage and store.size(key, stage["name"]) == stage["size"]:
+            if stage and _stored_size(store, key, stage["name"]) == stage["size"]:
                 context.log.info("Sorted data already in the store; reusing it.")
                 if job_id:
                     ledger.add_stage(job_id, "data")

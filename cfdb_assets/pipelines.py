@@ -271,9 +271,10 @@ def _sorted_alignments(route: Route, source: Path, workdir: Path, opts: ToolOpti
         (workdir / "sort_tmp").mkdir(exist_ok=True)
         try:
             # --write-index builds the index in the sort's output pass: no second read of the data.
+            # --no-PG: no @PG line with our work path, so a rebuild gives the same bytes.
             run(
                 f"samtools sort -@ {opts.threads} -m {opts.sort_memory} -l {opts.compression_level} "
-                f"-T sort_tmp/part --write-index -o {out.name}##idx##{index.name} {src}",
+                f"-T sort_tmp/part --no-PG --write-index -o {out.name}##idx##{index.name} {src}",
                 workdir,
             )
         except ToolError as exc:

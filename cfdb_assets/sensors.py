@@ -4,6 +4,7 @@ outcome back. Both are thin: one ledger query per tick, no fetching, no tools.
 
 
 import json
+import time
 
 import dagster as dg
 
@@ -16,11 +17,16 @@ __all__ = ["build_on_demand_sensor", "build_run_status_sensors", "error_text"]
 
 CACHE_KEY_TAG = "cfdb/cache_key"
 BATCH = 500
+ORPHAN_BATCH = 100
+ORPHAN_GRACE_S = 60
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 # Errors that will recur on the same bytes: remembered so a GET does not refetch a broken source.
 PERMANENT_ERRORS = {PipelineError.__name__, PermanentFetchError.__name__, "ChecksumMismatch"}
 
 
-def build_on_demand_sensor(jobs: list, minimum_interval_seconds: int = 2) -> dg.SensorDefinition:
+def build_on_demand_sensor(
+    jobs: list, minimum_interval_seconds: int = 2, orphan_grace_s: float = ORPHAN_GRACE_S
+) -> dg.SensorDefinition:
     """One sensor for every family job: reads queued jobs, adds partitions, requests runs.
 
     The cursor holds the ids of queued jobs already requested, so each is requested once while the
@@ -36,18 +42,21 @@ def build_on_demand_sensor(jobs: list, minimum_interval_seconds: int = 2) -> dg.
         description="Turns cache misses recorded in the request ledger into partitioned runs.",
     )
     def on_demand(context: dg.SensorEvaluationContext, ledger: Ledger):
+        _finish_orphans(context.instance, ledger, orphan_grace_s)
         queued = ledger.queued(limit=BATCH)
         seen = set(json.loads(context.cursor)) if context.cursor else set()
         new = [(job, src) for job, src in queued if job.job_id not in seen]
-        cursor = json.dumps(sorted(job.job_id for job, _ in queued))
         if not new:
-            return dg.SensorResult(skip_reason="No new requests.", cursor=cursor)
+            return dg.SensorResult(skip_reason="No new requests.", cursor=_cursor(queued))
         partitions: dict[str, list[str]] = {}
         run_requests = []
         for job, src in new:
             name = f"{src.dcc}_{src.family}"
             if name not in job_names:
-                context.log.warning(f"Job {job.job_id}: no Dagster job {name} for this DCC and family.")
+                # The API and this code location disagree on CFDB_DCCS: fail the job, visibly.
+                ledger.finish(job.job_id, succeeded=False, error=(
+                    f"This server has no pipeline for DCC {src.dcc!r} ({src.family}); "
+                    "CFDB_DCCS differs between the API and Dagster."))
                 continue
             partitions.setdefault(name, []).append(job.cache_key)
             run_requests.append(
@@ -64,10 +73,31 @@ def build_on_demand_sensor(jobs: list, minimum_interval_seconds: int = 2) -> dg.
                 dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=sorted(set(keys)))
                 for name, keys in partitions.items()
             ],
-            cursor=cursor,
+            cursor=_cursor(queued),
         )
 
     return on_demand
+
+
+def _cursor(queued: list) -> str:
+    return json.dumps(sorted(job.job_id for job, _ in queued))
+
+
+def _finish_orphans(instance: dg.DagsterInstance, ledger: Ledger, grace_s: float) -> None:
+    """Jobs still 'running' whose run ended over a minute ago: the run-status sensor missed them (a
+    ledger outage during its tick moves its cursor anyway). Finish them from the run's status."""
+    for job in ledger.running(limit=ORPHAN_BATCH):
+        record = instance.get_run_record_by_id(job.run_id) if job.run_id else None
+        if record is None or record.dagster_run.status not in FINISHED:
+            continue
+        if record.end_time is None or time.time() - record.end_time < grace_s:
+            continue  # the run-status sensors write the precise outcome first
+        if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS:
+            ledger.finish(job.job_id, succeeded=True)
+        else:
+            ledger.finish(job.job_id, succeeded=False, error=(
+                f"The run {job.run_id} ended {record.dagster_run.status.value.lower()}; "
+                "its details are in the Dagster UI."))
 
 
 def error_text(context: dg.RunFailureSensorContext) -> tuple[str, bool]:

@@ -34,6 +34,16 @@ class PermanentFetchError(FetchError):
     permanent = True
 
 
+class UpstreamRangeNotSatisfiable(FetchError):
+    """The upstream answered 416: the range starts past its end (``size`` when it said)."""
+
+    permanent = True
+
+    def __init__(self, size: int | None):
+        super().__init__("The range starts past the end of the upstream file.")
+        self.size = size
+
+
 class ChecksumMismatch(PermanentFetchError):
     """The downloaded bytes do not match the catalog checksum."""
 
@@ -202,7 +212,7 @@ class SourceFetcher(dg.ConfigurableResource):
     def _file_path(self, url: str) -> Path:
         if not self.allow_file_urls:
             raise PermanentFetchError(
-                f"file:// sources are disabled here ({redact_url(url)}); set CFDB_ALLOW_FILE_URLS=true "
+                f"file:// sources are disabled here ({_file_path(url).name}); set CFDB_ALLOW_FILE_URLS=true "
                 "only for trusted, local catalogs."
             )
         return _file_path(url)
@@ -249,6 +259,8 @@ class SourceFetcher(dg.ConfigurableResource):
             if response.status_code in (200, 206):
                 return response
             response.close()
+            if response.status_code == 416 and byte_range:
+                raise UpstreamRangeNotSatisfiable(_total_size(response))
             permanent = response.status_code in (401, 403, 404, 410)
             error = PermanentFetchError if permanent else FetchError
             raise error(f"The upstream {redact_url(current)} answered HTTP {response.status_code}.")
@@ -256,13 +268,27 @@ class SourceFetcher(dg.ConfigurableResource):
 
     def _open_http(self, url: str, start: int, end: int | None) -> Upstream:
         wants_range = start > 0 or end is not None
-        byte_range = f"bytes={start}-{'' if end is None else end - 1}" if wants_range else None
+        return self.open_range(url, f"bytes={start}-{'' if end is None else end - 1}" if wants_range else None)
+
+    def open_range(self, url: str, byte_range: str | None) -> Upstream:
+        """Open an http(s)/drs URL with a client's single ``Range`` as it is (suffix ranges too): the
+        answer's Content-Range gives the span and the total, so no HEAD is needed. Raises
+        UpstreamRangeNotSatisfiable on an upstream 416, FetchError when a Range was ignored."""
+        url = self.resolve(url)
         response = self._get(url, byte_range)
         size = _total_size(response)
-        if wants_range and response.status_code != 206:
+        if byte_range and response.status_code != 206:
             # An upstream that ignores Range must never be passed off as a 206.
             response.close()
             raise FetchError(f"The upstream {redact_url(url)} ignored the byte range.")
+        start, end = 0, size
+        if response.status_code == 206:
+            span = response.headers.get("Content-Range", "").removeprefix("bytes ").split("/")[0]
+            first, _, last = span.partition("-")
+            if not (first.isdigit() and last.isdigit()):
+                response.close()
+                raise FetchError(f"The upstream {redact_url(url)} sent a 206 without a usable Content-Range.")
+            start, end = int(first), int(last) + 1
         return Upstream(
             status=response.status_code,
             size=size,

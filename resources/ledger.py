@@ -7,9 +7,11 @@ concurrent first requests, from any number of API processes, get the same job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -296,6 +298,14 @@ class Ledger(dg.ConfigurableResource):
             out.append((_job(row), src))
         return out
 
+    def running(self, limit: int = 100) -> list[Job]:
+        """The oldest running jobs (the sensor checks they still have a live run)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(jobs).where(jobs.c.state == RUNNING).order_by(jobs.c.id).limit(limit)
+            ).all()
+        return [_job(row) for row in rows]
+
     def mark_running(self, job_id: str, run_id: str) -> bool:
         """queued → running, recording the Dagster run; False if the job is no longer active."""
         return self._update(job_id, state=RUNNING, run_id=run_id)
@@ -343,8 +353,12 @@ class Ledger(dg.ConfigurableResource):
 
     @staticmethod
     def _upsert_source(conn: sa.Connection, spec: SourceSpec, now: datetime) -> None:
+        # The latest requester's record is the one an asset fetches (same bytes, same key; the first
+        # requester's record may since have lost its access URL).
         updated = conn.execute(
-            sources.update().where(sources.c.cache_key == spec.cache_key).values(last_requested_at=now)
+            sources.update()
+            .where(sources.c.cache_key == spec.cache_key)
+            .values(dcc=spec.dcc, local_id=spec.local_id, size=spec.size, last_requested_at=now)
         )
         if updated.rowcount:
             return
@@ -356,16 +370,24 @@ class Ledger(dg.ConfigurableResource):
         else:
             conn.execute(sources.insert().prefix_with("OR IGNORE").values(**insert))
 
-    def _connect(self):
-        try:
-            return self.engine.connect()
-        except sa.exc.OperationalError as exc:
-            raise LedgerError(f"The ledger database cannot be reached ({type(exc).__name__}).") from None
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        with self._unreachable_as_ledger_error(), self.engine.connect() as conn:
+            yield conn
 
-    def _begin(self):
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        with self._unreachable_as_ledger_error(), self.engine.begin() as conn:
+            yield conn
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _unreachable_as_ledger_error() -> Iterator[None]:
+        # Connection trouble at any point (connect, query, commit) is a LedgerError (503 at the
+        # edge); an IntegrityError is a fact the caller handles (a concurrent claim).
         try:
-            return self.engine.begin()
-        except sa.exc.OperationalError as exc:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise LedgerError(f"The ledger database cannot be reached ({type(exc).__name__}).") from None
 
 

@@ -10,9 +10,11 @@ import base64
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from urllib.parse import quote, urlsplit
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,6 +39,7 @@ from resources import (
     open_catalog,
     open_store,
 )
+from resources.fetcher import UpstreamRangeNotSatisfiable
 from serve.errors import EXCEPTION_HANDLERS, HTTPProblem
 from serve.files import Files
 from serve.openapi import openapi
@@ -50,6 +53,7 @@ EXPOSED = ["Content-Range", "Content-Length", "Accept-Ranges", "ETag", "Location
 RETRY_AFTER_202 = "5"
 IMMUTABLE = "public, max-age=31536000, immutable"
 SMALL_BODY = 1024 * 1024
+JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _byte_response(
@@ -82,6 +86,16 @@ def _byte_response(
         body = b"".join(open_range(start, end)) if end > start else b""
         return Response(body, status_code=status, headers=headers, media_type=media_type)
     return StreamingResponse(open_range(start, end), status_code=status, headers=headers, media_type=media_type)
+
+
+def _is_multi_range(header: str) -> bool:
+    try:
+        parse_range(header, 2**62)
+    except MultipleRanges:
+        return True
+    except ValueError:
+        return False
+    return False
 
 
 def _requested_range(header: str, size: int, headers: dict[str, str]) -> tuple[int, int] | None:
@@ -131,23 +145,30 @@ def create_app(
     def serve_upstream(request: Request, url: str, filename: str | None, media_type: str) -> Response:
         """Proxy upstream bytes. The upstream is opened before answering, so its failure is a
         502/504 with a sentence, never a truncated 200; an upstream ignoring Range is a 502."""
-        name = (filename or "file").replace('"', "")
-        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        headers = {"Content-Disposition": _attachment(filename or "file")}
         header = request.headers.get("range")
-        span, size = None, None
-        if header:
+        if header and _is_multi_range(header):
+            header = None  # the whole file, 200
+        if urlsplit(url).scheme == "file":
             size = fetcher.size(url)
-            if size is None:
-                raise HTTPProblem(416, "The upstream size is unknown; request without Range.",
-                                  headers={"Content-Range": "bytes */*"})
-            span = _requested_range(header, size, {})
-        if request.method == "HEAD" and span is None:
-            size = size if header else fetcher.size(url)
-            if size is not None:
-                headers["Content-Length"] = str(size)
-            return Response(status_code=200, headers={"Accept-Ranges": "bytes", **headers}, media_type=media_type)
-        body = fetcher.open(url, *span) if span else fetcher.open(url)
-        return _upstream_response(request, body, size if span else body.size, media_type, headers)
+            span = _requested_range(header, size, {}) if header else None
+            if request.method == "HEAD" and span is None:
+                return Response(status_code=200, headers={"Accept-Ranges": "bytes", "Content-Length": str(size), **headers},
+                                media_type=media_type)
+            body = fetcher.open(url, *span) if span else fetcher.open(url)
+            return _upstream_response(request, body, size, media_type, headers)
+        if header:
+            _requested_range(header, 2**62, {})  # the syntax only: 400 when malformed
+        elif request.method == "HEAD":  # headers only: a HEAD upstream, never its bytes
+            size = fetcher.size(url)
+            length = {} if size is None else {"Content-Length": str(size)}
+            return Response(status_code=200, headers={"Accept-Ranges": "bytes", **length, **headers}, media_type=media_type)
+        try:
+            body = fetcher.open_range(url, header)
+        except UpstreamRangeNotSatisfiable as exc:
+            total = "*" if exc.size is None else str(exc.size)
+            raise HTTPProblem(416, str(exc), headers={"Content-Range": f"bytes */{total}"}) from None
+        return _upstream_response(request, body, body.size, media_type, headers)
 
     def processed(request: Request, kind: str) -> Response:
         """/data and /index: hit → bytes; GET miss → 202 + job; HEAD miss → 404."""
@@ -209,7 +230,8 @@ def create_app(
         return await _threaded(_status, request, "index")
 
     def _job(request: Request) -> Response:
-        job = ledger.job(request.path_params["job_id"])
+        job_id = request.path_params["job_id"]
+        job = ledger.job(job_id) if JOB_ID.fullmatch(job_id) else None
         if job is None:
             raise HTTPProblem(404, "Job not found")
         return JSONResponse(files.job_view(job))
@@ -325,6 +347,14 @@ def create_app(
     )
 
 
+def _attachment(filename: str) -> str:
+    """Content-Disposition for any catalog filename: an ASCII fallback plus the UTF-8 form (header
+    values are Latin-1, and a CR/LF or quote must never reach the header)."""
+    clean = "".join(c for c in filename if c.isprintable())
+    ascii_name = clean.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_").replace("\\", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(clean, safe='')}"
+
+
 def _validators(manifest: dict, name: str) -> dict[str, str]:
     """ETag (the artifact's sha256, from the manifest) and Last-Modified (when the set was built)."""
     headers = {}
@@ -365,7 +395,7 @@ def _accepted(job) -> JSONResponse:
 def _upstream_response(request: Request, body, size: int | None, media_type: str, headers: dict[str, str]) -> Response:
     headers = {"Accept-Ranges": "bytes", **headers}
     if body.status == 206:
-        headers["Content-Range"] = content_range(body.start, body.end, size)
+        headers["Content-Range"] = f"bytes {body.start}-{body.end - 1}/{'*' if size is None else size}"
         headers["Content-Length"] = str(body.end - body.start)
     elif size is not None:
         headers["Content-Length"] = str(size)

@@ -165,6 +165,8 @@ class Files:
         """Attach to the active job of this file's cache_key, or create one (503 when processing
         is off or the server is draining; 429 at the admission ceiling, for new work only)."""
         assert plan.cache_key and plan.checksum
+        if not record.access_url:
+            raise HTTPProblem(501, "File has no access URL")
         if not self.settings.processing or self.draining:
             why = "is shutting down" if self.draining else "has preprocessing disabled"
             raise HTTPProblem(

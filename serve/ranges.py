@@ -64,8 +64,9 @@ def _parse_one(spec: str, size: int, header: str) -> tuple[int, int]:
 
 
 def _digits(text: str) -> bool:
-    # ASCII only: str.isdigit() also accepts "²" (which int() rejects) and other scripts' digits.
-    return text.isascii() and text.isdigit()
+    # ASCII only: str.isdigit() also accepts "²" (which int() rejects) and other scripts' digits;
+    # at most 20 digits (past 2^64, and int() refuses more than 4300 digits with a ValueError).
+    return text.isascii() and text.isdigit() and len(text) <= 20
 
 
 def content_range(start: int, end: int, size: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -40,6 +41,19 @@ def test_bed_partition_publishes_data_index_and_manifest_with_operator_metadata(
     assert meta["dcc"] == "encode" and meta["local_id"] == "ENCFF000BED"
     assert meta["source_bytes"] > 0 and meta["artifact_bytes"] == manifest["artifacts"]["data"]["size"]
     assert "samtools" in meta["tools"] and meta["reused"] is False
+
+
+def test_published_bams_carry_no_server_paths_so_rebuilds_are_byte_identical(settings, store):
+    import pysam
+
+    instance = dg.DagsterInstance.ephemeral()
+    key, _ = build_artifacts(settings, "encode", "ENCFF000SAM", instance)
+    first = store.manifest(key)["artifacts"]["data"]["sha256"]
+    header = pysam.AlignmentFile(str(Path(settings.store) / key / "data.bam")).header.to_dict()
+    assert not any(str(settings.data_dir) in json.dumps(pg) for pg in header.get("PG", []))
+    config = {"ops": {op: {"config": {"force": True}} for op in ("encode__alignments__sorted", "encode__alignments__index")}}
+    build_artifacts(settings, "encode", "ENCFF000SAM", instance, run_config=config)
+    assert store.manifest(key)["artifacts"]["data"]["sha256"] == first
 
 
 def test_job_stages_and_run_id_are_written_to_the_ledger(settings):
@@ -107,3 +121,35 @@ def test_on_demand_sensor_requests_each_queued_job_once_with_its_partition(setti
         third = tick(instance, again.cursor)
         assert [r.run_key for r in third.run_requests] == [retry.job_id]
         assert json.loads(third.cursor) == sorted([retry.job_id, jobs[1].job_id])
+
+
+def test_on_demand_sensor_finishes_jobs_whose_run_ended_without_a_status_sensor(settings):
+    from cfdb_assets.sensors import build_on_demand_sensor
+
+    ledger = Ledger(url=settings.ledger_url)
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        key, result = build_artifacts(settings, "encode", "ENCFF000BED", instance)
+        assert result.success and ledger.latest_jobs([key])[key].state == "running"
+        sensor = build_on_demand_sensor(list(defs.jobs), orphan_grace_s=0)
+        sensor(dg.build_sensor_context(instance=instance, resources={"ledger": ledger}))
+    assert ledger.latest_jobs([key])[key].state == "succeeded"
+
+
+def test_a_job_for_a_dcc_this_code_location_lacks_fails_visibly(tmp_path, demo_dir):
+    from resources import Settings
+
+    everything = Settings.from_environ({"CFDB_DATA_DIR": str(tmp_path / "d"), "CFDB_CATALOG": str(demo_dir / "catalog.jsonl")})
+    encode_only = Settings.from_environ({**{"CFDB_DCCS": "encode"}, "CFDB_DATA_DIR": str(tmp_path / "d"),
+                                         "CFDB_CATALOG": str(demo_dir / "catalog.jsonl")})
+    files = files_for(everything)
+    record = files.lookup("4dn", "4DNFIVCF0001")
+    job, _ = files.request(record, files.plan(record))
+    ledger = Ledger(url=everything.ledger_url)
+    sensor = build_definitions(encode_only).get_sensor_def("on_demand")
+    with dg.instance_for_test() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"ledger": ledger}))
+    assert not result.run_requests
+    failed = ledger.job(job.job_id)
+    assert failed.state == "failed" and "CFDB_DCCS" in failed.error
+

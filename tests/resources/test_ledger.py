@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from pathlib import Path
 import threading
 import time
 import uuid
@@ -472,3 +473,26 @@ def test_bare_postgresql_url_uses_the_installed_psycopg2_driver(postgres_url):
     assert ledger.engine.dialect.driver == "psycopg2"
     assert ledger.request(_spec(), HOUR)[1] is True
     ledger.engine.dispose()
+
+
+def test_a_database_lost_after_startup_is_a_ledger_error_not_a_crash(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(url=f"sqlite:///{path}")
+    ledger.check()
+    ledger.engine.dispose()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.mkdir()  # what was the database file is now a directory: every query fails
+
+    with pytest.raises(LedgerError, match="cannot be reached"):
+        ledger.request(_spec(), HOUR)
+    with pytest.raises(LedgerError, match="cannot be reached"):
+        ledger.job("00000000-0000-0000-0000-000000000000")
+
+
+def test_the_latest_requester_becomes_the_source_of_a_shared_key(ledger):
+    ledger.request(_spec(dcc="encode", local_id="FIRST", size=1), HOUR)
+    ledger.request(_spec(dcc="4dn", local_id="SECOND", size=2), HOUR)
+    source = ledger.source(KEY)
+    assert (source.dcc, source.local_id, source.size) == ("4dn", "SECOND", 2)
+

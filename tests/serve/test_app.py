@@ -166,6 +166,7 @@ def test_file_without_checksum_is_refused_with_a_sentence_but_raw_still_streams(
 
 def test_jobs_unknown_is_404_and_known_has_the_original_fields(client):
     assert client.get("/jobs/not-a-job").json() == {"detail": "Job not found"}
+    assert client.get("/jobs/%00").status_code == 404
     job_id = client.get("/data/encode/ENCFF000BED").json()["job_id"]
     body = client.get(f"/jobs/{job_id}").json()
     for field in ("job_id", "status", "stages_done", "artifacts", "progress", "error", "superseded_by"):

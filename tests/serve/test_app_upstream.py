@@ -38,7 +38,15 @@ class _Upstream(BaseHTTPRequestHandler):
         requested = self.headers.get("Range")
         if requested and path != "/norange":
             first, _, last = requested.removeprefix("bytes=").partition("-")
-            start, end, status = int(first), min(int(last) + 1, len(BODY)), 206
+            if not first:  # a suffix range, as S3 and nginx serve it
+                first, last = str(max(0, len(BODY) - int(last))), ""
+            start, end, status = int(first), min(int(last) + 1 if last else len(BODY), len(BODY)), 206
+            if start >= len(BODY):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(BODY)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         self.send_response(status)
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(BODY)}")
@@ -137,7 +145,7 @@ def test_a_4dn_sidecar_that_is_an_index_is_served_and_other_entries_never_are(ap
         status = client.get("/index/4dn/4DNSIDECAR/status")
         none = client.get("/index/4dn/4DNNOINDEX")
     assert served.status_code == 200 and served.content == BODY
-    assert served.headers["content-disposition"] == 'attachment; filename="file"'
+    assert served.headers["content-disposition"].startswith('attachment; filename="file"')
     assert raw.status_code == 206 and raw.content == BODY[:10]
     assert status.json() == {"ready": True}
     assert none.status_code == 404  # a bigWig entry is not an index (the original served it)
@@ -188,3 +196,30 @@ def test_upstream_timeouts_are_504(app_for):
     with app_for(fetcher=fetcher) as client:
         response = client.get("/data/encode/CSVSLOW")
     assert response.status_code == 504 and "timed out" in response.json()["detail"]
+
+
+def test_upstream_ranges_need_no_head_suffix_and_past_eof_included(app_for):
+    with app_for() as client:
+        suffix = client.get("/data/encode/CSVOK", headers={"Range": "bytes=-10"})
+        past = client.get("/data/encode/CSVOK", headers={"Range": f"bytes={len(BODY) + 5}-"})
+        multi = client.get("/data/encode/CSVOK", headers={"Range": "bytes=0-1,5-6"})
+    assert suffix.status_code == 206 and suffix.content == BODY[-10:]
+    assert suffix.headers["content-range"] == f"bytes {len(BODY) - 10}-{len(BODY) - 1}/{len(BODY)}"
+    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{len(BODY)}"
+    assert multi.status_code == 200 and multi.content == BODY
+
+
+def test_any_catalog_filename_makes_a_valid_content_disposition(tmp_path, upstream):
+    doc = _doc("encode", "UNI", f"{upstream}/file", CSV)
+    doc["filename"] = 'résumé→ü "x"\r\nSet-Cookie: a.csv'
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps(doc) + "\n")
+    settings = Settings.from_environ({"CFDB_DATA_DIR": str(tmp_path / "d"), "CFDB_CATALOG": str(catalog),
+                                      "CFDB_ALLOW_HTTP_LOOPBACK": "true"})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.get("/data/encode/UNI")
+    assert response.status_code == 200 and response.content == BODY
+    disposition = response.headers["content-disposition"]
+    assert "\n" not in disposition and "set-cookie" not in {k.lower() for k in response.headers}
+    assert "filename*=UTF-8''r%C3%A9sum%C3%A9" in disposition
+

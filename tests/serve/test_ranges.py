@@ -93,6 +93,8 @@ MALFORMED = [
     "bytes=²-3",  # str.isdigit() says yes, int() says no
     "bytes=0-²",
     "bytes=٠-٣",  # Arabic-Indic digits are not HTTP's DIGIT
+    "bytes=" + "9" * 4301 + "-",  # int() refuses this many digits with a plain ValueError
+    "bytes=0-" + "9" * 21,
 ]
 
 
