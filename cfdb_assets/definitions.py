@@ -9,18 +9,14 @@ import dagster as dg
 from cfdb_assets.assets import FamilySpec, Tools, build_family
 from cfdb_assets.formats import PROCESSED_FAMILIES
 from cfdb_assets.sensors import build_on_demand_sensor, build_run_status_sensors
-from resources import Ledger, Settings, SourceFetcher, open_catalog, open_store
+from resources import Settings
+from resources.wiring import adapters
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources every asset and sensor uses, from one Settings."""
     return {
-        "catalog": open_catalog(settings.catalog, settings.catalog_database),
-        "store": open_store(settings.store, settings.s3_endpoint_url),
-        "ledger": Ledger(url=settings.ledger_url),
-        "fetcher": SourceFetcher(
-        allow_http_loopback=settings.allow_http_loopback, allow_file_urls=settings.allow_file_urls
-    ),
+        **adapters(settings),
         "tools": Tools(
             work_dir=str(settings.work_dir),
             threads=settings.threads,

@@ -36,10 +36,9 @@ from resources import (
     S3Store,
     Settings,
     SourceFetcher,
-    open_catalog,
-    open_store,
 )
 from resources.fetcher import UpstreamRangeNotSatisfiable
+from resources.wiring import adapters
 from serve.errors import EXCEPTION_HANDLERS, HTTPProblem
 from serve.files import Files
 from serve.openapi import openapi
@@ -53,6 +52,7 @@ EXPOSED = ["Content-Range", "Content-Length", "Accept-Ranges", "ETag", "Location
 RETRY_AFTER_202 = "5"
 IMMUTABLE = "public, max-age=31536000, immutable"
 SMALL_BODY = 1024 * 1024
+ANY_SIZE = 10**21  # larger than any 20-digit range bound: checks a Range's syntax alone
 JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -88,16 +88,6 @@ def _byte_response(
     return StreamingResponse(open_range(start, end), status_code=status, headers=headers, media_type=media_type)
 
 
-def _is_multi_range(header: str) -> bool:
-    try:
-        parse_range(header, 2**62)
-    except MultipleRanges:
-        return True
-    except ValueError:
-        return False
-    return False
-
-
 def _requested_range(header: str, size: int, headers: dict[str, str]) -> tuple[int, int] | None:
     """The half-open span a Range header asks for; None for a multi-range (answered whole, 200);
     400 when malformed, 416 (with ``Content-Range: bytes */size``) when it starts past the end."""
@@ -121,12 +111,11 @@ def create_app(
 ) -> ASGIApp:
     """The ASGI app. Resources default to those the Settings name; all are checked here, once."""
     settings = settings or Settings.from_environ()
-    catalog = catalog or open_catalog(settings.catalog, settings.catalog_database)
-    store = store or open_store(settings.store, settings.s3_endpoint_url)
-    ledger = ledger or Ledger(url=settings.ledger_url)
-    fetcher = fetcher or SourceFetcher(
-        allow_http_loopback=settings.allow_http_loopback, allow_file_urls=settings.allow_file_urls
-    )
+    default = adapters(settings)
+    catalog = catalog or default["catalog"]
+    store = store or default["store"]
+    ledger = ledger or default["ledger"]
+    fetcher = fetcher or default["fetcher"]
     for resource in (catalog, store, ledger):
         resource.check()  # fail loudly at startup rather than answering 404s / 503s later
     files = Files(settings, catalog, store, ledger)
@@ -147,8 +136,9 @@ def create_app(
         502/504 with a sentence, never a truncated 200; an upstream ignoring Range is a 502."""
         headers = {"Content-Disposition": _attachment(filename or "file")}
         header = request.headers.get("range")
-        if header and _is_multi_range(header):
-            header = None  # the whole file, 200
+        # The syntax first (400 when malformed); a multi-range is answered whole (200).
+        if header and _requested_range(header, ANY_SIZE, {}) is None:
+            header = None
         if urlsplit(url).scheme == "file":
             size = fetcher.size(url)
             span = _requested_range(header, size, {}) if header else None
@@ -157,9 +147,7 @@ def create_app(
                                 media_type=media_type)
             body = fetcher.open(url, *span) if span else fetcher.open(url)
             return _upstream_response(request, body, size, media_type, headers)
-        if header:
-            _requested_range(header, 2**62, {})  # the syntax only: 400 when malformed
-        elif request.method == "HEAD":  # headers only: a HEAD upstream, never its bytes
+        if not header and request.method == "HEAD":  # headers only: a HEAD upstream, never its bytes
             size = fetcher.size(url)
             length = {} if size is None else {"Content-Length": str(size)}
             return Response(status_code=200, headers={"Accept-Ranges": "bytes", **length, **headers}, media_type=media_type)
@@ -395,7 +383,7 @@ def _accepted(job) -> JSONResponse:
 def _upstream_response(request: Request, body, size: int | None, media_type: str, headers: dict[str, str]) -> Response:
     headers = {"Accept-Ranges": "bytes", **headers}
     if body.status == 206:
-        headers["Content-Range"] = f"bytes {body.start}-{body.end - 1}/{'*' if size is None else size}"
+        headers["Content-Range"] = content_range(body.start, body.end, size)
         headers["Content-Length"] = str(body.end - body.start)
     elif size is not None:
         headers["Content-Length"] = str(size)

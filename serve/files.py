@@ -24,7 +24,6 @@ MANIFEST_CACHE_SIZE = 4096
 PARAM = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
 # The original service's job vocabulary, kept for its clients.
 JOB_STATUS = {"queued": "pending", "running": "running", "succeeded": "completed", "failed": "failed"}
-STAGE_NAMES = {"data": "data", "index": "index"}
 
 
 # 4DN publishes index sidecars next to its files (reference §1.4); "bw" is deliberately not one.
@@ -210,7 +209,7 @@ class Files:
         return {
             "job_id": job.job_id,
             "status": JOB_STATUS.get(job.state, job.state),
-            "stages_done": [STAGE_NAMES.get(s, s) for s in job.stages],
+            "stages_done": list(job.stages),
             "artifacts": {s: job.cache_key for s in job.stages},
             "progress": None,
             "error": job.error,

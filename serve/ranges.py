@@ -69,6 +69,6 @@ def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 20
 
 
-def content_range(start: int, end: int, size: int) -> str:
-    """The Content-Range value for half-open ``[start, end)`` of a ``size``-byte file."""
-    return f"bytes {start}-{end - 1}/{size}"
+def content_range(start: int, end: int, size: int | None) -> str:
+    """The Content-Range value for half-open ``[start, end)`` of a ``size``-byte file (``*``: unknown)."""
+    return f"bytes {start}-{end - 1}/{'*' if size is None else size}"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cfdb_assets.definitions import build_definitions, build_resources
+from cfdb_assets.definitions import build_definitions
+from resources.wiring import adapters
 from resources import Settings
 from serve.files import Files
 
 
 def files_for(settings: Settings) -> Files:
-    res = build_resources(settings)
+    res = adapters(settings)
     return Files(settings, res["catalog"], res["store"], res["ledger"])
 
 
