@@ -6,35 +6,29 @@ import os
 
 import dagster as dg
 
-from cfdb_assets.assets import FamilySpec, Tools, build_family
+from cfdb_assets.assets import FamilyDefs, FamilySpec, Tools, build_family
 from cfdb_assets.formats import PROCESSED_FAMILIES
 from cfdb_assets.sensors import build_on_demand_sensor, build_run_status_sensors
-from resources import Settings
-from resources.wiring import adapters
+from resources import Settings, adapters
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources every asset and sensor uses, from one Settings."""
-    return {
-        **adapters(settings),
-        "tools": Tools(
-            work_dir=str(settings.work_dir),
-            threads=settings.threads,
-            sort_memory=settings.sort_memory,
-            compression_level=settings.compression_level,
-        ),
-    }
+    return {**adapters(settings).as_resources(), "tools": Tools.from_settings(settings)}
+
+
+def build_families(settings: Settings) -> list[FamilyDefs]:
+    """One DCC × family definition set per served DCC and processed family."""
+    return [build_family(FamilySpec(dcc, family)) for dcc in settings.dccs for family in PROCESSED_FAMILIES]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything Dagster loads, for the given settings."""
-    families = [build_family(FamilySpec(dcc, family)) for dcc in settings.dccs for family in PROCESSED_FAMILIES]
-    merged = dg.Definitions.merge(*families)
-    jobs = list(merged.jobs or [])
+    families = build_families(settings)
     return dg.Definitions.merge(
-        merged,
+        *(family.definitions for family in families),
         dg.Definitions(
-            sensors=[build_on_demand_sensor(jobs), *build_run_status_sensors()],
+            sensors=[build_on_demand_sensor(families), *build_run_status_sensors()],
             resources=build_resources(settings),
         ),
     )

@@ -24,7 +24,6 @@ from cfdb_assets.formats import ALIGNMENTS, INTERVALS, Route
 
 __all__ = [
     "BAI_MAX",
-    "DEFAULT_LEVEL",
     "PipelineError",
     "ToolError",
     "ToolOptions",
@@ -38,10 +37,6 @@ __all__ = [
 ]
 
 BAI_MAX = 2**29 - 1  # BAI/TBI cannot index coordinates beyond this; CSI can
-# BGZF level of the data artifacts. Measured by bench/pipelines.py on 1 GB inputs (2 cores): level 4
-# builds a BAM in 0.63x the time of level 6 for 1.04x the bytes, a BED in 0.95x for 1.00x; level 1
-# is faster still (0.48x / 0.81x) but 1.08x / 1.11x the bytes every browser view then reads.
-DEFAULT_LEVEL = 4
 INDEX_KINDS = ("bai", "tbi", "csi")
 SNIFF_BYTES = 64 * 1024
 _PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)*[\w.+-]+")
@@ -68,16 +63,23 @@ class PipelineError(Exception):
 
     Permanent: retrying the same bytes gives the same error."""
 
+    permanent = True
+
 
 class ToolError(Exception):
     """A tool failed; the message carries the tail of its stderr with paths scrubbed."""
 
+    permanent = False  # a killed or starved tool may well succeed next time
+
 
 @dataclass(frozen=True)
 class ToolOptions:
-    threads: int = 2
-    sort_memory: str = "768M"  # per thread for samtools sort; the whole buffer for GNU sort
-    compression_level: int = DEFAULT_LEVEL
+    """How the tools run (defaults: resources.settings). Threads and sort memory never change the
+    bytes; the compression level does, and so is also part of the cache key."""
+
+    threads: int
+    sort_memory: str  # per thread for samtools sort; the whole buffer for GNU sort
+    compression_level: int
 
 
 def scrub(text: str) -> str:

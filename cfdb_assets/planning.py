@@ -11,7 +11,6 @@ from typing import Protocol
 
 from cfdb_assets.formats import Route, route_for
 from cfdb_assets.keys import NotAddressable, cache_key, source_checksum
-from cfdb_assets.pipelines import DEFAULT_LEVEL
 
 __all__ = ["OutputOptions", "Plan", "plan_for"]
 
@@ -23,12 +22,21 @@ class _Record(Protocol):
     sha256: str | None
 
 
+class _Settings(Protocol):
+    compression_level: int
+
+
 @dataclass(frozen=True)
 class OutputOptions:
     """The output options that change artifact bytes, and so belong in the cache key."""
 
-    compression_level: int = DEFAULT_LEVEL
-    index: str = "auto"  # BAI/TBI unless a coordinate needs CSI
+    compression_level: int
+    index: str = "auto"  # BAI/TBI unless a coordinate needs CSI (the only index policy so far)
+
+    @classmethod
+    def from_settings(cls, settings: _Settings) -> OutputOptions:
+        """The options of a deployment: the API and the code location both build them here."""
+        return cls(compression_level=settings.compression_level)
 
     def as_key_options(self) -> dict[str, object]:
         return {"compression_level": self.compression_level, "index": self.index}
@@ -42,10 +50,6 @@ class Plan:
     checksum: str | None = None
     cache_key: str | None = None
     refusal: str | None = None
-
-    @property
-    def processable(self) -> bool:
-        return self.cache_key is not None
 
 
 def plan_for(record: _Record, options: OutputOptions) -> Plan:

@@ -8,31 +8,29 @@ import time
 
 import dagster as dg
 
-from cfdb_assets.assets import JOB_ID_TAG
-from cfdb_assets.pipelines import PipelineError, scrub
+from cfdb_assets.assets import FamilyDefs
+from cfdb_assets.names import CACHE_KEY_TAG, DCC_TAG, JOB_ID_TAG, PERMANENT_KEY, family_name
+from cfdb_assets.pipelines import scrub
 from resources import Ledger
-from resources.fetcher import PermanentFetchError
 
 __all__ = ["build_on_demand_sensor", "build_run_status_sensors", "error_text"]
 
-CACHE_KEY_TAG = "cfdb/cache_key"
 BATCH = 500
 ORPHAN_BATCH = 100
 ORPHAN_GRACE_S = 60
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-# Errors that will recur on the same bytes: remembered so a GET does not refetch a broken source.
-PERMANENT_ERRORS = {PipelineError.__name__, PermanentFetchError.__name__, "ChecksumMismatch"}
 
 
 def build_on_demand_sensor(
-    jobs: list, minimum_interval_seconds: int = 2, orphan_grace_s: float = ORPHAN_GRACE_S
+    families: list[FamilyDefs], minimum_interval_seconds: int = 2, orphan_grace_s: float = ORPHAN_GRACE_S
 ) -> dg.SensorDefinition:
     """One sensor for every family job: reads queued jobs, adds partitions, requests runs.
 
     The cursor holds the ids of queued jobs already requested, so each is requested once while the
     run waits in Dagster's queue; ``run_key=job_id`` makes a re-request after a failed tick harmless,
     and a retried file gets a new job id, hence a new run."""
-    job_names = {job.name for job in jobs}
+    by_name = {family.spec.name: family for family in families}
+    jobs = [job for family in families for job in family.definitions.jobs or []]
 
     @dg.sensor(
         name="on_demand",
@@ -51,8 +49,8 @@ def build_on_demand_sensor(
         partitions: dict[str, list[str]] = {}
         run_requests = []
         for job, src in new:
-            name = f"{src.dcc}_{src.family}"
-            if name not in job_names:
+            name = family_name(src.dcc, src.family)
+            if name not in by_name:
                 # The API and this code location disagree on CFDB_DCCS: fail the job, visibly.
                 ledger.finish(job.job_id, succeeded=False, error=(
                     f"This server has no pipeline for DCC {src.dcc!r} ({src.family}); "
@@ -64,14 +62,13 @@ def build_on_demand_sensor(
                     job_name=name,
                     partition_key=job.cache_key,
                     run_key=job.job_id,
-                    tags={JOB_ID_TAG: job.job_id, CACHE_KEY_TAG: job.cache_key, "cfdb/dcc": src.dcc},
+                    tags={JOB_ID_TAG: job.job_id, CACHE_KEY_TAG: job.cache_key, DCC_TAG: src.dcc},
                 )
             )
         return dg.SensorResult(
             run_requests=run_requests,
             dynamic_partitions_requests=[
-                dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=sorted(set(keys)))
-                for name, keys in partitions.items()
+                by_name[name].partitions.build_add_request(sorted(set(keys))) for name, keys in partitions.items()
             ],
             cursor=_cursor(queued),
         )
@@ -101,9 +98,13 @@ def _finish_orphans(instance: dg.DagsterInstance, ledger: Ledger, grace_s: float
 
 
 def error_text(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
-    """The user-facing error of a failed run (innermost cause, paths scrubbed) and whether it is
-    permanent."""
+    """The user-facing error of a failed run and whether it is permanent: the step's Failure says
+    both (``cfdb_assets.assets``); an unexpected error gives its innermost cause, paths scrubbed."""
     for event in context.get_step_failure_events():
+        failure = event.step_failure_data.user_failure_data
+        if failure is not None and failure.description:
+            permanent = failure.metadata.get(PERMANENT_KEY)
+            return scrub(failure.description), bool(permanent and permanent.value)
         error = event.step_failure_data.error
         while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
             error = error.cause
@@ -113,45 +114,29 @@ def error_text(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
             head, sep, rest = message.partition(": ")
             if sep and head.endswith(error.cls_name):
                 message = rest
-            return scrub(f"{error.cls_name}: {message}"), error.cls_name in PERMANENT_ERRORS
+            return scrub(f"{error.cls_name}: {message}"), False
     message = context.failure_event.message or "The run failed."
     return scrub(message), False
 
 
 def build_run_status_sensors(minimum_interval_seconds: int = 2) -> list:
     """Sensors writing terminal job states (succeeded / failed + error) back to the ledger."""
+    common = {"minimum_interval_seconds": minimum_interval_seconds, "default_status": dg.DefaultSensorStatus.RUNNING}
 
-    @dg.run_status_sensor(
-        name="jobs_succeeded",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )
+    @dg.run_status_sensor(name="jobs_succeeded", run_status=dg.DagsterRunStatus.SUCCESS, **common)
     def jobs_succeeded(context: dg.RunStatusSensorContext, ledger: Ledger):
-        job_id = context.dagster_run.tags.get(JOB_ID_TAG)
-        if job_id:
+        if job_id := context.dagster_run.tags.get(JOB_ID_TAG):
             ledger.finish(job_id, succeeded=True)
 
-    @dg.run_failure_sensor(
-        name="jobs_failed",
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )
+    @dg.run_failure_sensor(name="jobs_failed", **common)
     def jobs_failed(context: dg.RunFailureSensorContext, ledger: Ledger):
-        job_id = context.dagster_run.tags.get(JOB_ID_TAG)
-        if job_id:
+        if job_id := context.dagster_run.tags.get(JOB_ID_TAG):
             message, permanent = error_text(context)
             ledger.finish(job_id, succeeded=False, error=message, permanent=permanent)
 
-    @dg.run_status_sensor(
-        name="jobs_canceled",
-        run_status=dg.DagsterRunStatus.CANCELED,
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )
+    @dg.run_status_sensor(name="jobs_canceled", run_status=dg.DagsterRunStatus.CANCELED, **common)
     def jobs_canceled(context: dg.RunStatusSensorContext, ledger: Ledger):
-        job_id = context.dagster_run.tags.get(JOB_ID_TAG)
-        if job_id:
+        if job_id := context.dagster_run.tags.get(JOB_ID_TAG):
             ledger.finish(job_id, succeeded=False, error="The run was canceled.")
 
     return [jobs_succeeded, jobs_failed, jobs_canceled]

@@ -1,35 +1,67 @@
-"""Adapters to the outside world: catalog, artifact store, request ledger, source fetcher.
+"""Adapters to the outside world: catalog, artifact store, request ledger, source fetcher; the
+settings that name them, the records they store, and the byte ranges they serve.
 
-Each is a Dagster ``ConfigurableResource`` that also works without Dagster. Imports nothing of ours.
+Each adapter is a Dagster ``ConfigurableResource`` that also works without Dagster. Every error type
+a caller is expected to handle is exported here. Imports nothing of ours.
 """
 
-from resources.catalog import Catalog, CatalogError, FileCatalog, FileRecord, MongoCatalog, open_catalog
-from resources.fetcher import ChecksumMismatch, FetchError, SourceFetcher
-from resources.ledger import Job, Ledger, LedgerError, SourceRow, SourceSpec
+from resources.catalog import Catalog, CatalogError, FileCatalog, FileRecord, LoadReport, MongoCatalog, open_catalog
+from resources.fetcher import (
+    ChecksumMismatch,
+    FetchError,
+    PermanentFetchError,
+    SourceFetcher,
+    Upstream,
+    UpstreamNotFound,
+    UpstreamRangeNotSatisfiable,
+    UpstreamTimeout,
+)
+from resources.ledger import AdmissionRejected, ErrorKind, Job, JobState, Ledger, LedgerError, SourceRow, SourceSpec
+from resources.ranges import ByteRange, MalformedRange, RangeNotSatisfiable
+from resources.records import Artifact, Manifest, SortedStage, SourceIdentity
 from resources.settings import Settings, SettingsError
 from resources.store import ArtifactMissing, ArtifactStore, LocalStore, S3Store, StoreError, open_store
+from resources.wiring import Adapters, adapters
 
 __all__ = [
+    "Adapters",
+    "AdmissionRejected",
+    "Artifact",
     "ArtifactMissing",
     "ArtifactStore",
+    "ByteRange",
     "Catalog",
     "CatalogError",
     "ChecksumMismatch",
+    "ErrorKind",
     "FetchError",
     "FileCatalog",
     "FileRecord",
     "Job",
+    "JobState",
     "Ledger",
     "LedgerError",
+    "LoadReport",
     "LocalStore",
+    "MalformedRange",
+    "Manifest",
     "MongoCatalog",
+    "PermanentFetchError",
+    "RangeNotSatisfiable",
     "S3Store",
     "Settings",
     "SettingsError",
+    "SortedStage",
     "SourceFetcher",
+    "SourceIdentity",
     "SourceRow",
     "SourceSpec",
     "StoreError",
+    "Upstream",
+    "UpstreamNotFound",
+    "UpstreamRangeNotSatisfiable",
+    "UpstreamTimeout",
+    "adapters",
     "open_catalog",
     "open_store",
 ]

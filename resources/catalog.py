@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import bisect
+import builtins
 import json
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,12 @@ import dagster as dg
 from pydantic import PrivateAttr
 from pymongo.errors import PyMongoError
 
-__all__ = ["Catalog", "CatalogError", "FileCatalog", "FileRecord", "MongoCatalog", "open_catalog"]
+__all__ = ["Catalog", "CatalogError", "FileCatalog", "FileRecord", "LoadReport", "MongoCatalog", "open_catalog"]
+
+log = logging.getLogger("cfdb.catalog")
+NO_LOCAL_ID = "no local_id"
+UNSERVED_DCC = "submission is not a served DCC"
+EXAMPLES = 5
 
 # The original service's projection (reference §2), plus sha256 (our fallback checksum).
 PROJECTION = {
@@ -100,8 +108,36 @@ def _size(value: Any) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class LoadReport:
+    """What a catalog load (or check) found: documents read, and those it cannot serve, by reason,
+    with the first few of them (a catalog whose spelling differs must not just look empty)."""
+
+    documents: int
+    skipped: dict[str, int]
+    examples: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"documents": self.documents, "skipped": dict(self.skipped), "skipped_examples": list(self.examples)}
+
+    def log(self, where: str, dccs: list[str] | None) -> None:
+        """One summary line per load: quiet when nothing was skipped."""
+        if not self.skipped:
+            log.info("Catalog %s: %d documents.", where, self.documents)
+            return
+        reasons = ", ".join(f"{count} with {reason}" for reason, count in self.skipped.items())
+        served = f" (served DCCs: {', '.join(dccs)}; set CFDB_DCCS)" if dccs else ""
+        log.warning(
+            "Catalog %s: skipped %d of %d documents: %s%s; first: %s.",
+            where, sum(self.skipped.values()), self.documents, reasons, served, "; ".join(self.examples),
+        )
+
+
 class Catalog(dg.ConfigurableResource, ABC):
     """Looks up catalog files by (dcc, local_id) and lists them per DCC."""
+
+    # The served DCCs: documents of others are counted as skipped. (builtins: `list` is a method here.)
+    dccs: builtins.list[str] | None = None
 
     @abstractmethod
     def get(self, dcc: str, local_id: str) -> FileRecord | None:
@@ -115,6 +151,17 @@ class Catalog(dg.ConfigurableResource, ABC):
     def check(self) -> None:
         """Raise CatalogError when the catalog cannot be read (checked once at startup)."""
 
+    def report(self) -> LoadReport | None:
+        """What the last load or check found, or None before one."""
+        return None
+
+    def _skip_reason(self, record: FileRecord) -> str | None:
+        if not record.local_id:
+            return NO_LOCAL_ID
+        if self.dccs is not None and record.dcc not in self.dccs:
+            return UNSERVED_DCC
+        return None
+
 
 class FileCatalog(Catalog):
     """A JSON Lines file of catalog documents (the embedded default); reloaded when it changes."""
@@ -125,6 +172,10 @@ class FileCatalog(Catalog):
     _loaded: tuple[float, int] | None = PrivateAttr(default=None)
     _by_key: dict[tuple[str, str], FileRecord] = PrivateAttr(default_factory=dict)
     _by_dcc: dict[str, list[FileRecord]] = PrivateAttr(default_factory=dict)
+    _report: LoadReport | None = PrivateAttr(default=None)
+
+    def report(self) -> LoadReport | None:
+        return self._report
 
     def get(self, dcc: str, local_id: str) -> FileRecord | None:
         self._refresh()
@@ -156,6 +207,7 @@ class FileCatalog(Catalog):
             if stamp == self._loaded:
                 return
             by_key: dict[tuple[str, str], FileRecord] = {}
+            documents, skipped, examples = 0, Counter(), []
             try:
                 fh = open(self.path, encoding="utf-8")
             except OSError as exc:  # e.g. a directory, or removed since the stat
@@ -180,12 +232,21 @@ class FileCatalog(Catalog):
                             "fix or remove that line."
                         )
                     record = FileRecord.from_document(doc)
+                    documents += 1
+                    reason = self._skip_reason(record)
+                    if reason:
+                        skipped[reason] += 1
+                        if len(examples) < EXAMPLES:
+                            examples.append(f"line {number} ({record.dcc or 'no submission'}/{record.local_id or 'no local_id'})")
+                        continue
                     # First document wins, like find_one over a duplicated local_id.
                     by_key.setdefault((record.dcc, record.local_id), record)
             by_dcc: dict[str, list[FileRecord]] = {}
             for record in sorted(by_key.values(), key=lambda r: r.local_id):
                 by_dcc.setdefault(record.dcc, []).append(record)
             self._by_key, self._by_dcc, self._loaded = by_key, by_dcc, stamp
+            self._report = LoadReport(documents, dict(skipped), tuple(examples))
+            self._report.log(os.path.basename(self.path), self.dccs)
 
 
 class MongoCatalog(Catalog):
@@ -196,6 +257,10 @@ class MongoCatalog(Catalog):
     timeout_ms: int = 5000
 
     _client: Any = PrivateAttr(default=None)
+    _report: LoadReport | None = PrivateAttr(default=None)
+
+    def report(self) -> LoadReport | None:
+        return self._report
 
     def _db(self):
         if self._client is None:
@@ -226,6 +291,7 @@ class MongoCatalog(Catalog):
     def check(self) -> None:
         try:
             self._db().command("ping")
+            self._report = self._count_skipped()
         except PyMongoError as exc:
             raise CatalogError(
                 f"The catalog database at {_redact(self.uri)} is unreachable ({type(exc).__name__}); "
@@ -233,18 +299,38 @@ class MongoCatalog(Catalog):
             ) from exc
 
 
+    def _count_skipped(self) -> LoadReport:
+        """Count the ``files`` documents no lookup can reach (once, at startup)."""
+        files = self._db()["files"]
+        unreachable: list[tuple[str, dict[str, Any]]] = [(NO_LOCAL_ID, {"local_id": {"$in": [None, ""]}})]
+        if self.dccs is not None:
+            unreachable.append((UNSERVED_DCC, {"submission": {"$nin": list(self.dccs)}, "local_id": {"$nin": [None, ""]}}))
+        skipped, examples = {}, []
+        for reason, query in unreachable:
+            count = files.count_documents(query)
+            if count:
+                skipped[reason] = count
+                for doc in files.find(query, {"_id": 1, "submission": 1, "local_id": 1}).limit(EXAMPLES):
+                    examples.append(f"{doc.get('submission') or 'no submission'}/{doc.get('local_id') or doc['_id']}")
+        report = LoadReport(files.estimated_document_count(), skipped, tuple(examples[:EXAMPLES]))
+        report.log(f"{self.database}.files", self.dccs)
+        return report
+
+
 def _redact(uri: str) -> str:
     scheme, sep, rest = uri.partition("://")
     return f"{scheme}{sep}{rest.rpartition('@')[2]}"
 
 
-def open_catalog(location: str, database: str = "cfdb") -> Catalog:
-    """``mongodb://`` or ``mongodb+srv://`` → MongoCatalog; a file path → FileCatalog."""
+def open_catalog(location: str, database: str = "cfdb", dccs: tuple[str, ...] | None = None) -> Catalog:
+    """``mongodb://`` or ``mongodb+srv://`` → MongoCatalog; a file path → FileCatalog. Documents
+    of DCCs outside ``dccs`` are reported as skipped."""
+    served = list(dccs) if dccs is not None else None
     if location.startswith(("mongodb://", "mongodb+srv://")):
-        return MongoCatalog(uri=location, database=database)
+        return MongoCatalog(uri=location, database=database, dccs=served)
     if "://" in location and not location.startswith("file://"):
         raise CatalogError(
             f"Unsupported catalog location {location!r}: expected a file path, file://, "
             "mongodb:// or mongodb+srv://."
         )
-    return FileCatalog(path=location.removeprefix("file://"))
+    return FileCatalog(path=location.removeprefix("file://"), dccs=served)

@@ -18,34 +18,68 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import dagster as dg
 import requests
 
-__all__ = ["ChecksumMismatch", "Download", "FetchError", "SourceFetcher", "Upstream", "redact_url"]
+from resources.ranges import ByteRange, RangeNotSatisfiable, read_span
+
+__all__ = [
+    "ChecksumMismatch",
+    "Download",
+    "FetchError",
+    "PermanentFetchError",
+    "SourceFetcher",
+    "Upstream",
+    "UpstreamNotFound",
+    "UpstreamRangeNotSatisfiable",
+    "UpstreamTimeout",
+    "redact_url",
+]
 
 CHUNK = 1024 * 1024
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class FetchError(Exception):
-    """The source could not be fetched. ``permanent`` errors will not go away on a retry."""
+    """The source could not be fetched.
+
+    ``permanent``: a retry will not help (the build fails for good, and the failure is remembered);
+    ``status``: what a proxy of the upstream answers the client."""
 
     permanent = False
+    status = 502
+
+
+class UpstreamTimeout(FetchError):
+    status = 504
 
 
 class PermanentFetchError(FetchError):
     permanent = True
 
 
-class UpstreamRangeNotSatisfiable(FetchError):
-    """The upstream answered 416: the range starts past its end (``size`` when it said)."""
+class UpstreamNotFound(PermanentFetchError):
+    status = 404
 
-    permanent = True
+
+class ChecksumMismatch(PermanentFetchError):
+    """The downloaded bytes do not match the catalog checksum."""
+
+
+class UpstreamRangeNotSatisfiable(PermanentFetchError):
+    """The range starts past the end of the upstream file (``size`` when known)."""
+
+    status = 416
 
     def __init__(self, size: int | None):
         super().__init__("The range starts past the end of the upstream file.")
         self.size = size
 
 
-class ChecksumMismatch(PermanentFetchError):
-    """The downloaded bytes do not match the catalog checksum."""
+# How an upstream's HTTP error answers are classified; anything else is transient (502).
+UPSTREAM_ERRORS: dict[int, type[FetchError]] = {
+    401: PermanentFetchError,
+    403: PermanentFetchError,
+    404: UpstreamNotFound,
+    410: UpstreamNotFound,
+}
 
 
 @dataclass(frozen=True)
@@ -169,14 +203,6 @@ class SourceFetcher(dg.ConfigurableResource):
                 size += len(chunk)
         return Download(dest, size, md5.hexdigest(), sha.hexdigest())
 
-    def open(self, url: str, start: int = 0, end: int | None = None) -> Upstream:
-        """Open ``url`` for bytes ``[start, end)``; raises FetchError before any byte is sent."""
-        url = self.resolve(url)
-        scheme = urlsplit(url).scheme
-        if scheme == "file":
-            return _open_file(self._file_path(url), start, end)
-        return self._open_http(url, start, end)
-
     def size(self, url: str) -> int | None:
         """The upstream size (stat for file://, HEAD for https), or None when it does not say."""
         url = self.resolve(url)
@@ -246,7 +272,7 @@ class SourceFetcher(dg.ConfigurableResource):
                     verify=self.ca_bundle or True,
                 )
             except requests.Timeout:
-                raise FetchError(f"The upstream {redact_url(current)} timed out.") from None
+                raise UpstreamTimeout(f"The upstream {redact_url(current)} timed out.") from None
             except requests.RequestException as exc:
                 raise FetchError(f"The upstream {redact_url(current)} is unreachable ({type(exc).__name__}).") from None
             if response.status_code in (301, 302, 303, 307, 308):
@@ -261,23 +287,23 @@ class SourceFetcher(dg.ConfigurableResource):
             response.close()
             if response.status_code == 416 and byte_range:
                 raise UpstreamRangeNotSatisfiable(_total_size(response))
-            permanent = response.status_code in (401, 403, 404, 410)
-            error = PermanentFetchError if permanent else FetchError
+            error = UPSTREAM_ERRORS.get(response.status_code, FetchError)
             raise error(f"The upstream {redact_url(current)} answered HTTP {response.status_code}.")
         raise PermanentFetchError(f"The upstream {redact_url(url)} redirected more than {self.max_redirects} times.")
 
-    def _open_http(self, url: str, start: int, end: int | None) -> Upstream:
-        wants_range = start > 0 or end is not None
-        return self.open_range(url, f"bytes={start}-{'' if end is None else end - 1}" if wants_range else None)
-
-    def open_range(self, url: str, byte_range: str | None) -> Upstream:
-        """Open an http(s)/drs URL with a client's single ``Range`` as it is (suffix ranges too): the
-        answer's Content-Range gives the span and the total, so no HEAD is needed. Raises
-        UpstreamRangeNotSatisfiable on an upstream 416, FetchError when a Range was ignored."""
+    def open_range(self, url: str, byte_range: ByteRange | None = None) -> Upstream:
+        """Open a source for proxying: the whole file, or one client range as it was asked (suffix
+        ranges too). Raises FetchError before any byte is promised: UpstreamRangeNotSatisfiable
+        when the range starts past the end, and a plain FetchError when an https upstream ignored
+        the range (its 200 must never be passed off as a 206). For https the answer's
+        Content-Range gives the span and the total, so no HEAD is needed."""
         url = self.resolve(url)
-        response = self._get(url, byte_range)
+        if urlsplit(url).scheme == "file":
+            return _open_file(self._file_path(url), byte_range)
+        header = byte_range.header if byte_range else None
+        response = self._get(url, header)
         size = _total_size(response)
-        if byte_range and response.status_code != 206:
+        if header and response.status_code != 206:
             # An upstream that ignores Range must never be passed off as a 206.
             response.close()
             raise FetchError(f"The upstream {redact_url(url)} ignored the byte range.")
@@ -313,24 +339,18 @@ def _file_path(url: str) -> Path:
     return Path(unquote(urlsplit(url).path))
 
 
-def _open_file(path: Path, start: int, end: int | None) -> Upstream:
+def _open_file(path: Path, byte_range: ByteRange | None) -> Upstream:
     try:
         fh = open(path, "rb")
         size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
         raise PermanentFetchError(f"The source file:// {path.name} cannot be read ({exc.strerror}).") from None
-    stop = size if end is None else min(end, size)
-
-    def chunks() -> Iterator[bytes]:
-        with fh:
-            fh.seek(start)
-            remaining = stop - start
-            while remaining > 0:
-                chunk = fh.read(min(64 * 1024, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
-
-    status = 206 if (start > 0 or end is not None) else 200
-    return Upstream(status=status, size=size, start=start, end=stop, chunks=chunks(), close=fh.close)
+    try:
+        start, end = byte_range.resolve(size) if byte_range else (0, size)
+    except RangeNotSatisfiable:
+        fh.close()
+        raise UpstreamRangeNotSatisfiable(size) from None
+    return Upstream(
+        status=206 if byte_range else 200, size=size, start=start, end=end,
+        chunks=read_span(fh, start, end, 64 * 1024), close=fh.close,
+    )

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,16 +26,36 @@ from pydantic import PrivateAttr
 __all__ = [
     "ACTIVE_STATES",
     "AdmissionRejected",
+    "ErrorKind",
     "Job",
+    "JobState",
     "Ledger",
     "LedgerError",
     "SourceRow",
     "SourceSpec",
 ]
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+
+
+class JobState(StrEnum):
+    """A job's state in the ledger (``/jobs`` shows the original service's names for them)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ErrorKind(StrEnum):
+    """Whether a failure recurs on the same bytes (remembered) or not (the next request retries)."""
+
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = JobState
 ACTIVE_STATES = (QUEUED, RUNNING)
-PERMANENT, TRANSIENT = "permanent", "transient"
+PERMANENT, TRANSIENT = ErrorKind
 ERROR_LIMIT = 1024
 
 metadata = sa.MetaData()
@@ -113,11 +134,11 @@ class Job:
 
     job_id: str
     cache_key: str
-    state: str
+    state: JobState
     run_id: str | None
     stages: tuple[str, ...]
     error: str | None
-    error_kind: str | None
+    error_kind: ErrorKind | None
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -138,11 +159,11 @@ def _job(row: Any) -> Job:
     return Job(
         job_id=row.job_id,
         cache_key=row.cache_key,
-        state=row.state,
+        state=JobState(row.state),
         run_id=row.run_id,
         stages=tuple(json.loads(row.stages or "[]")),
         error=row.error,
-        error_kind=row.error_kind,
+        error_kind=ErrorKind(row.error_kind) if row.error_kind else None,
         created_at=_utc(row.created_at),
         updated_at=_utc(row.updated_at),
         finished_at=_utc(row.finished_at),

@@ -1,7 +1,8 @@
 """Settings: every ``CFDB_*`` variable is read here, from an injectable environ, and nowhere else.
 
-Both the Dagster definitions and the HTTP app build their resources from ``Settings``, so the two
-always agree on the catalog, store, ledger and the output options that shape cache keys.
+``Settings`` is a plain frozen dataclass. Both composition roots (the Dagster definitions and the HTTP
+app) build their adapters and options from it, so the two always agree on the catalog, store, ledger
+and the output options that shape cache keys.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from pathlib import Path
 __all__ = ["Settings", "SettingsError"]
 
 DEFAULT_DCCS = ("4dn", "encode", "hubmap")
+# The tool knobs' defaults, here and nowhere else. The BGZF level shapes the artifact bytes (so the
+# cache key); measured by bench/pipelines.py on 1 GB inputs (2 cores): level 4 builds a BAM in 0.63x
+# the time of level 6 for 1.04x the bytes, a BED in 0.95x for 1.00x; level 1 is faster still
+# (0.48x / 0.81x) but 1.08x / 1.11x the bytes every browser view then reads.
+DEFAULT_COMPRESSION_LEVEL = 4
+DEFAULT_THREADS = 2
+DEFAULT_SORT_MEMORY = "768M"  # per thread for samtools sort; the whole buffer for GNU sort
 _MEMORY = re.compile(r"^\d+[KMG]?$", re.IGNORECASE)
 
 
@@ -71,9 +79,9 @@ class Settings:
     s3_endpoint_url: str | None = None
     dccs: tuple[str, ...] = DEFAULT_DCCS
     dagster_url: str = "http://localhost:3000"
-    threads: int = 2
-    sort_memory: str = "768M"
-    compression_level: int = 4  # see cfdb_assets.pipelines.DEFAULT_LEVEL for the measurements
+    threads: int = DEFAULT_THREADS
+    sort_memory: str = DEFAULT_SORT_MEMORY
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL
     failure_retry: timedelta = timedelta(hours=1)
     allow_http_loopback: bool = False
     cors_origin: str = "*"
@@ -91,7 +99,7 @@ class Settings:
         for dcc in dccs:
             if not re.fullmatch(r"[a-z0-9_]{1,32}", dcc):
                 raise SettingsError(f"CFDB_DCCS has an invalid DCC name {dcc!r}; use letters, digits, _.")
-        sort_memory = env.get("CFDB_SORT_MEMORY", "").strip() or "768M"
+        sort_memory = env.get("CFDB_SORT_MEMORY", "").strip() or DEFAULT_SORT_MEMORY
         if not _MEMORY.match(sort_memory):
             raise SettingsError(f"CFDB_SORT_MEMORY={sort_memory!r} must look like 512M or 2G.")
         return cls(
@@ -104,9 +112,9 @@ class Settings:
             work_dir=Path(env.get("CFDB_WORK_DIR", "").strip() or data_dir / "work").absolute(),
             dccs=dccs or DEFAULT_DCCS,
             dagster_url=(env.get("CFDB_DAGSTER_URL", "").strip() or "http://localhost:3000").rstrip("/"),
-            threads=_int(env, "CFDB_THREADS", 2, 1, 64),
+            threads=_int(env, "CFDB_THREADS", DEFAULT_THREADS, 1, 64),
             sort_memory=sort_memory,
-            compression_level=_int(env, "CFDB_COMPRESSION_LEVEL", 4, 0, 9),
+            compression_level=_int(env, "CFDB_COMPRESSION_LEVEL", DEFAULT_COMPRESSION_LEVEL, 0, 9),
             failure_retry=timedelta(seconds=_int(env, "CFDB_FAILURE_RETRY_S", 3600, 0, 30 * 86400)),
             allow_http_loopback=_bool(env, "CFDB_ALLOW_HTTP_LOOPBACK", False),
             cors_origin=env.get("CFDB_CORS_ORIGIN", "").strip() or "*",

@@ -21,9 +21,13 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-__all__ = ["MANIFEST", "ArtifactMissing", "ArtifactStore", "LocalStore", "S3Store", "StoreError", "open_store"]
+from resources.ranges import read_span
+from resources.records import Artifact, Manifest, RecordError, SortedStage
+
+__all__ = ["MANIFEST", "STAGE_SORTED", "ArtifactMissing", "ArtifactStore", "LocalStore", "S3Store", "StoreError", "open_store"]
 
 MANIFEST = "manifest.json"
+STAGE_SORTED = "stage-sorted.json"
 CHUNK = 256 * 1024
 
 
@@ -69,29 +73,34 @@ class ArtifactStore(dg.ConfigurableResource, ABC):
     def local_path(self, key: str, name: str, workdir: Path) -> contextlib.AbstractContextManager[Path]:
         """A local file holding the artifact (the stored file itself, or a copy in ``workdir``)."""
 
-    def manifest(self, key: str) -> dict[str, Any] | None:
-        """The manifest of a ready artifact set, or None (not built, or incomplete)."""
-        manifest = self.get_json(key, MANIFEST)
-        if not manifest or not isinstance(manifest.get("artifacts"), dict):
-            return None
-        return manifest
+    def manifest(self, key: str) -> Manifest | None:
+        """The manifest of a ready artifact set, or None (not built, incomplete, or unreadable)."""
+        return _record(Manifest, self.get_json(key, MANIFEST))
 
-    def valid_manifest(self, key: str) -> dict[str, Any] | None:
+    def valid_manifest(self, key: str) -> Manifest | None:
         """The manifest, only if every artifact it lists is present with its recorded size."""
         manifest = self.manifest(key)
-        if manifest is None:
-            return None
-        try:
-            for entry in manifest["artifacts"].values():
-                if self.size(key, entry["name"]) != entry["size"]:
-                    return None
-        except (ArtifactMissing, KeyError, TypeError):
+        if manifest is None or not all(self.has(key, a) for a in manifest.artifacts):
             return None
         return manifest
 
-    def put_manifest(self, key: str, manifest: dict[str, Any]) -> None:
+    def put_manifest(self, key: str, manifest: Manifest) -> None:
         """Commit an artifact set: after this, readers see it as ready."""
-        self.put_json(key, MANIFEST, manifest)
+        self.put_json(key, MANIFEST, manifest.to_json())
+
+    def sorted_stage(self, key: str) -> SortedStage | None:
+        """The sort step's record (lets the index step, or a retried run, reuse the sorted data)."""
+        return _record(SortedStage, self.get_json(key, STAGE_SORTED))
+
+    def put_sorted_stage(self, key: str, stage: SortedStage) -> None:
+        self.put_json(key, STAGE_SORTED, stage.to_json())
+
+    def has(self, key: str, artifact: Artifact) -> bool:
+        """Whether the artifact is stored with its recorded size."""
+        try:
+            return self.size(key, artifact.name) == artifact.size
+        except ArtifactMissing:
+            return False
 
     @abstractmethod
     def check(self) -> None:
@@ -159,7 +168,7 @@ class LocalStore(ArtifactStore):
             fh = open(self._path(key, name), "rb")
         except FileNotFoundError:
             raise ArtifactMissing(f"{key}/{name} is not in the store.") from None
-        return _read_chunks(fh, start, end)
+        return read_span(fh, start, end, CHUNK)
 
     @contextlib.contextmanager
     def local_path(self, key: str, name: str, workdir: Path) -> Iterator[Path]:
@@ -180,16 +189,13 @@ class LocalStore(ArtifactStore):
             raise StoreError(f"The artifact directory {self.root} is not writable.")
 
 
-def _read_chunks(fh, start: int, end: int) -> Iterator[bytes]:
-    with fh:
-        fh.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            chunk = fh.read(min(CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
+def _record(cls, doc: dict[str, Any] | None):
+    if doc is None:
+        return None
+    try:
+        return cls.from_json(doc)
+    except (RecordError, TypeError, ValueError, AttributeError):
+        return None  # unreadable: the set is not ready, and the step that writes it runs again
 
 
 class S3Store(ArtifactStore):

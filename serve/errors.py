@@ -8,8 +8,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from resources import CatalogError, LedgerError, StoreError
-from resources.fetcher import FetchError, PermanentFetchError
+from resources import CatalogError, FetchError, LedgerError, StoreError, UpstreamRangeNotSatisfiable
 
 __all__ = ["EXCEPTION_HANDLERS", "HTTPProblem"]
 
@@ -43,10 +42,10 @@ def _unavailable(what: str):
 
 
 def _upstream(request: Request, exc: FetchError) -> JSONResponse:
-    status = 504 if "timed out" in str(exc) else 502
-    if isinstance(exc, PermanentFetchError) and "HTTP 404" in str(exc):
-        status = 404
-    return JSONResponse({"detail": str(exc)}, status)
+    headers = {}
+    if isinstance(exc, UpstreamRangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{'*' if exc.size is None else exc.size}"
+    return JSONResponse({"detail": str(exc)}, exc.status, headers=headers)
 
 
 def _internal(request: Request, exc: Exception) -> JSONResponse:

@@ -1,65 +1,105 @@
-"""What the endpoints do, as plain functions over the resources: look a file up, tell its state,
-request its preparation, describe a job. Handlers in ``serve.app`` only parse and map."""
+"""What the endpoints do, as plain methods over the resources: look a file up, decide what a
+request for its bytes gets (hit, proxy or a job), tell its state, page the catalog, request its
+preparation, describe a job. Handlers in ``serve.endpoints`` only parse and map."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
 import time
-from urllib.parse import urljoin, urlsplit
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from cfdb_assets.formats import PASSTHROUGH, RAW
+from cfdb_assets.names import Stage
 from cfdb_assets.planning import OutputOptions, Plan, plan_for
-from resources import ArtifactStore, Catalog, FileRecord, Job, Ledger, Settings, SourceSpec
-from resources.ledger import AdmissionRejected
+from resources import (
+    AdmissionRejected,
+    ArtifactStore,
+    Catalog,
+    FileRecord,
+    Job,
+    JobState,
+    Ledger,
+    Manifest,
+    Settings,
+    SourceSpec,
+)
 from serve.errors import HTTPProblem
+from serve.sidecars import Sidecar, find_sidecar
 
-__all__ = ["JOB_STATUS", "FileState", "Files", "Sidecar"]
+__all__ = ["JOB_STATUS", "FileState", "FileStatus", "Files", "Hit", "Proxy"]
 
 MANIFEST_CACHE_S = 60.0
 MANIFEST_CACHE_SIZE = 4096
+PAGE_MAX = 500
 PARAM = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
+JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # The original service's job vocabulary, kept for its clients.
-JOB_STATUS = {"queued": "pending", "running": "running", "succeeded": "completed", "failed": "failed"}
+JOB_STATUS = {
+    JobState.QUEUED: "pending",
+    JobState.RUNNING: "running",
+    JobState.SUCCEEDED: "completed",
+    JobState.FAILED: "failed",
+}
 
 
-# 4DN publishes index sidecars next to its files (reference §1.4); "bw" is deliberately not one.
-SIDECAR_FORMATS = {"bai", "tbi", "csi", "beddb", "pairs_px2", "bg_px2"}
-SIDECAR_BASES = {"4dn": "https://data.4dnucleome.org"}
+class FileStatus(StrEnum):
+    """Where a catalog file stands (the ``state`` of /files)."""
 
-
-@dataclass(frozen=True)
-class Sidecar:
-    """An upstream index file published by the DCC itself."""
-
-    url: str
-    filename: str
-    size: int | None
+    PASSTHROUGH = "passthrough"  # served as the upstream bytes
+    UNPROCESSABLE = "unprocessable"  # a processed format without a usable checksum
+    MISSING = "missing"  # no artifacts and no active job
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
 class FileState:
-    """A file's plan and where it stands: passthrough, unprocessable, missing, queued, running,
-    ready or failed."""
+    """A file's plan and where it stands."""
 
     record: FileRecord
     plan: Plan
-    state: str
-    manifest: dict[str, Any] | None = None
+    state: FileStatus
+    manifest: Manifest | None = None
     job: Job | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A request answered from the store: this artifact of a ready set."""
+
+    record: FileRecord
+    plan: Plan
+    manifest: Manifest
+    name: str
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A request answered with upstream bytes (a passthrough format, ?raw=true, a DCC sidecar)."""
+
+    url: str
+    filename: str | None
+    media_type: str
 
 
 class Files:
     """The service logic behind /data, /index, /files and /jobs."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, store: ArtifactStore, ledger: Ledger):
+    def __init__(
+        self, settings: Settings, catalog: Catalog, store: ArtifactStore, ledger: Ledger, options: OutputOptions
+    ):
         self.settings, self.catalog, self.store, self.ledger = settings, catalog, store, ledger
-        self.options = OutputOptions(compression_level=settings.compression_level)
+        self.options = options
         self.draining = False  # set when the server shuts down: new work gets 503
-        self._manifests: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._manifests: dict[str, tuple[float, Manifest]] = {}
 
     def check_params(self, **params: str) -> None:
         """Path parameters are ``[A-Za-z0-9._-]{1,256}`` (400 otherwise, never a framework 422)."""
@@ -88,7 +128,92 @@ class Files:
             )
         return record
 
-    def manifest(self, key: str) -> dict[str, Any] | None:
+    def answer(self, kind: str, dcc: str, local_id: str, raw: bool, head: bool) -> Hit | Proxy | Job:
+        """What a /data or /index request gets: stored bytes, upstream bytes, or the job preparing
+        them (a GET miss); HEAD never creates work (404 on a miss)."""
+        record = self.lookup(dcc, local_id, need_access_url=(kind == Stage.DATA))
+        plan = self.plan(record)
+        if raw or plan.route.family in (PASSTHROUGH, RAW):
+            if kind == Stage.DATA:
+                assert record.access_url
+                return Proxy(record.access_url, record.filename, plan.route.media_type)
+            # The DCC's own index, for files we do not process. A processed file's index is always
+            # ours: it is built from, and bound to, the data /data serves.
+            sidecar = self.sidecar(record)
+            if sidecar:
+                return Proxy(sidecar.url, sidecar.filename, "application/octet-stream")
+            raise HTTPProblem(404, "No upstream index sidecar available" if raw else "No index file available for this file format")
+        if plan.cache_key is None:
+            raise HTTPProblem(422, f"{plan.refusal} Add ?raw=true for the upstream file.")
+        manifest = self.manifest(plan.cache_key)
+        if manifest is not None:
+            return Hit(record, plan, manifest, (manifest.data if kind == Stage.DATA else manifest.index).name)
+        return self.miss(record, plan, kind, head)
+
+    def miss(self, record: FileRecord, plan: Plan, kind: str, head: bool) -> Job:
+        """A processed file whose artifacts are not in the store: HEAD gets 404, GET its job (a
+        remembered permanent failure is 422)."""
+        if head:
+            what, upstream = ("artifact", "file") if kind == Stage.DATA else ("index", "sidecar")
+            raise HTTPProblem(
+                404,
+                f"Processed {what} not yet available. Issue a GET to trigger preprocessing, "
+                f"or add ?raw=true for the upstream {upstream}.",
+            )
+        job, _created = self.request(record, plan)
+        if job.state == JobState.FAILED:
+            raise self.failed_answer(job)
+        return job
+
+    def ready(self, kind: str, dcc: str, local_id: str) -> bool:
+        """The /data and /index ``status`` answer: can these bytes be served now?"""
+        record = self.lookup(dcc, local_id, need_access_url=kind == Stage.DATA)
+        fs = self.state(record)
+        if fs.state == FileStatus.PASSTHROUGH:
+            if kind == Stage.INDEX and self.sidecar(record) is None:
+                raise HTTPProblem(404, "No index file available for this file format")
+            return True
+        return fs.state == FileStatus.READY
+
+    def describe(self, dcc: str, local_id: str, prepare: bool) -> tuple[FileState, Job | None]:
+        """A file's state; with ``prepare``, a missing or failed file is requested (its new job)."""
+        record = self.lookup(dcc, local_id)
+        fs = self.state(record)
+        if not prepare or fs.state not in (FileStatus.MISSING, FileStatus.FAILED):
+            return fs, None
+        job, _ = self.request(record, fs.plan)
+        if job.state == JobState.FAILED:
+            raise self.failed_answer(job)
+        return self.state(record), job
+
+    def page(self, dcc: str | None, limit: int, cursor: str | None) -> tuple[list[FileState], str | None]:
+        """Up to ``limit`` files (one DCC, or all in CFDB_DCCS order) after ``cursor``, and the
+        cursor of the next page (None at the end)."""
+        if dcc is not None and dcc not in self.settings.dccs:
+            raise HTTPProblem(400, f"Unknown DCC '{dcc}'. Valid DCCs: {', '.join(self.settings.dccs)}")
+        if not 1 <= limit <= PAGE_MAX:
+            raise HTTPProblem(400, f"limit must be a whole number from 1 to {PAGE_MAX}.")
+        position = _decode_cursor(cursor)
+        dccs = [dcc] if dcc else list(self.settings.dccs)
+        if position and position[0] in dccs:
+            dccs = dccs[dccs.index(position[0]) :]
+        records: list[FileRecord] = []
+        for name in dccs:
+            after = position[1] if position and name == position[0] else None
+            records += self.catalog.list(name, limit - len(records), after)
+            if len(records) >= limit:
+                break
+        next_cursor = _encode_cursor(records[-1].dcc, records[-1].local_id) if len(records) == limit else None
+        return self.states(records), next_cursor
+
+    def job(self, job_id: str) -> Job:
+        """The job with this id (404 for an unknown or malformed id)."""
+        job = self.ledger.job(job_id) if JOB_ID.fullmatch(job_id) else None
+        if job is None:
+            raise HTTPProblem(404, "Job not found")
+        return job
+
+    def manifest(self, key: str) -> Manifest | None:
         """The store's manifest, cached briefly when present: a ready set's manifest never changes,
         and every range request of a browser needs it (misses are never cached)."""
         now = time.monotonic()
@@ -107,30 +232,8 @@ class Files:
         self._manifests.pop(key, None)
 
     def sidecar(self, record: FileRecord) -> Sidecar | None:
-        """The DCC's own index for this file (4DN ``extra_files``), or None. Unlike the original,
-        an entry that is not an index is never served as one (its §11.12)."""
-        base = SIDECAR_BASES.get(record.dcc)
-        extra = record.extra or {}
-        fourdn = extra.get("fourdn") if isinstance(extra.get("fourdn"), dict) else {}
-        entries = extra.get("extra_files") or fourdn.get("extra_files") or []
-        if base is None or not isinstance(entries, list):
-            return None
-        entry = next((e for e in entries if isinstance(e, dict) and _sidecar_format(e) in SIDECAR_FORMATS), None)
-        if entry is None:
-            return None
-        href = entry.get("href")
-        if not isinstance(href, str) or not href:
-            raise HTTPProblem(502, "Upstream sidecar entry is missing required `href` field")
-        url = urljoin(base, href)
-        parts = urlsplit(url)
-        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
-        allowed = (parts.scheme == "https" and parts.hostname == urlsplit(base).hostname) or (
-            loopback and self.settings.allow_http_loopback
-        )
-        if not allowed:
-            raise HTTPProblem(502, "Upstream sidecar URL failed allowlist validation")
-        size = entry.get("file_size")
-        return Sidecar(url, href.rstrip("/").rsplit("/", 1)[-1], size if isinstance(size, int) else None)
+        """The DCC's own index for this file, or None (``serve.sidecars``)."""
+        return find_sidecar(record, self.settings.allow_http_loopback)
 
     def plan(self, record: FileRecord) -> Plan:
         return plan_for(record, self.options)
@@ -149,15 +252,16 @@ class Files:
         out = []
         for record, plan in zip(records, plans, strict=True):
             if plan.route.family in (PASSTHROUGH, RAW):
-                out.append(FileState(record, plan, "passthrough"))
+                out.append(FileState(record, plan, FileStatus.PASSTHROUGH))
             elif plan.cache_key is None:
-                out.append(FileState(record, plan, "unprocessable"))
+                out.append(FileState(record, plan, FileStatus.UNPROCESSABLE))
             elif manifests[plan.cache_key] is not None:
-                out.append(FileState(record, plan, "ready", manifest=manifests[plan.cache_key]))
+                out.append(FileState(record, plan, FileStatus.READY, manifest=manifests[plan.cache_key]))
             else:
                 job = jobs.get(plan.cache_key)
-                state = "missing" if job is None else {"succeeded": "missing"}.get(job.state, job.state)
-                out.append(FileState(record, plan, state, job=job))
+                # A succeeded job whose artifacts are gone (removed from the store) is missing again.
+                missing = job is None or job.state == JobState.SUCCEEDED
+                out.append(FileState(record, plan, FileStatus.MISSING if missing else FileStatus(job.state), job=job))
         return out
 
     def request(self, record: FileRecord, plan: Plan) -> tuple[Job, bool]:
@@ -240,15 +344,14 @@ class Files:
             "index_url": None,
             "index_type": None,
         }
-        if fs.state == "passthrough":
+        if fs.state == FileStatus.PASSTHROUGH:
             view["data_url"] = f"/data/{record.dcc}/{record.local_id}"
-        if fs.state == "unprocessable":
+        if fs.state == FileStatus.UNPROCESSABLE:
             view["error"] = plan.refusal
         if fs.manifest:
-            artifacts = fs.manifest["artifacts"]
-            view["data_url"] = f"/artifacts/{plan.cache_key}/{artifacts['data']['name']}"
-            view["index_url"] = f"/artifacts/{plan.cache_key}/{artifacts['index']['name']}"
-            view["index_type"] = fs.manifest.get("index_type")
+            view["data_url"] = f"/artifacts/{plan.cache_key}/{fs.manifest.data.name}"
+            view["index_url"] = f"/artifacts/{plan.cache_key}/{fs.manifest.index.name}"
+            view["index_type"] = fs.manifest.index_type
         if fs.job is not None:
             view["job"] = {
                 "job_id": fs.job.job_id,
@@ -259,7 +362,15 @@ class Files:
         return view
 
 
-def _sidecar_format(entry: dict) -> str | None:
-    fmt = entry.get("file_format")
-    name = fmt.get("display_title") if isinstance(fmt, dict) else fmt
-    return name.strip().lower() if isinstance(name, str) else None
+def _encode_cursor(dcc: str, local_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([dcc, local_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[str, str] | None:
+    if not cursor:
+        return None
+    try:
+        dcc, local_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(dcc), str(local_id)
+    except (ValueError, TypeError):
+        raise HTTPProblem(400, "Invalid cursor; use the next_cursor of a previous /files answer.") from None

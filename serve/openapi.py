@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from serve.files import FileStatus
+
 __all__ = ["openapi"]
 
 
@@ -23,7 +25,8 @@ BYTES = {
     for media in ("application/octet-stream", "text/csv", "text/tab-separated-values")
 }
 PATH = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,256}$"}
-DCC_PARAM = {"name": "dcc", "in": "path", "required": True, "schema": {"type": "string", "enum": ["4dn", "encode", "hubmap"]}}
+DCC = {"$ref": "#/components/schemas/Dcc"}  # the served DCCs (CFDB_DCCS), filled in by openapi()
+DCC_PARAM = {"name": "dcc", "in": "path", "required": True, "schema": DCC}
 LOCAL_ID_PARAM = {"name": "local_id", "in": "path", "required": True, "schema": PATH}
 RANGE_PARAM = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
                "description": "One byte range: bytes=a-b, a- or -n (a multi-range gets the whole file)."}
@@ -69,8 +72,8 @@ def _status_operation(summary: str) -> dict[str, Any]:
     }
 
 
-def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.0 document."""
+def openapi(dccs: tuple[str, ...]) -> dict[str, Any]:
+    """The OpenAPI 3.0 document, for the served DCCs."""
     file_responses = {
         "200": {"description": "The file's state and, when ready, its artifact URLs.", "content": _json("File")},
         **{code: STREAM_RESPONSES[code] for code in ("400", "403", "404", "503")},
@@ -96,7 +99,7 @@ def openapi() -> dict[str, Any]:
             "/files": {"get": {
                 "summary": "Catalog files with their state",
                 "parameters": [
-                    {"name": "dcc", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "dcc", "in": "query", "required": False, "schema": DCC},
                     {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
                 ],
@@ -144,8 +147,16 @@ def openapi() -> dict[str, Any]:
                 "Content-Range": {"schema": {"type": "string"}},
             },
             "schemas": {
+                "Dcc": {"type": "string", "enum": list(dccs)},
                 "Error": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
-                "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+                "Health": {"type": "object", "required": ["status"], "properties": {
+                    "status": {"type": "string"},
+                    "catalog": {"type": "object", "nullable": True, "properties": {
+                        "documents": {"type": "integer"},
+                        "skipped": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "skipped_examples": {"type": "array", "items": {"type": "string"}},
+                    }},
+                }},
                 "Ready": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
                 "JobAccepted": {"type": "object", "required": ["job_id", "status"], "properties": {
                     "job_id": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "running"]}}},
@@ -167,8 +178,7 @@ def openapi() -> dict[str, Any]:
                     "dcc": {"type": "string"}, "local_id": {"type": "string"},
                     "filename": {"type": "string", "nullable": True},
                     "format": {"type": "string"}, "family": {"type": "string"},
-                    "state": {"type": "string", "enum": [
-                        "passthrough", "unprocessable", "missing", "queued", "running", "ready", "failed"]},
+                    "state": {"type": "string", "enum": [status.value for status in FileStatus]},
                     "cache_key": {"type": "string", "nullable": True},
                     "data_url": {"type": "string", "nullable": True},
                     "index_url": {"type": "string", "nullable": True},

@@ -5,14 +5,15 @@ from __future__ import annotations
 import dagster as dg
 
 from cfdb_assets.definitions import build_definitions
-from resources.wiring import adapters
-from resources import Settings
+from cfdb_assets.names import JOB_ID_TAG, family_name
+from cfdb_assets.planning import OutputOptions
+from resources import Artifact, Manifest, Settings, SortedStage, SourceIdentity, adapters
 from serve.files import Files
 
 
 def files_for(settings: Settings) -> Files:
-    res = adapters(settings)
-    return Files(settings, res["catalog"], res["store"], res["ledger"])
+    parts = adapters(settings)
+    return Files(settings, parts.catalog, parts.store, parts.ledger, OutputOptions.from_settings(settings))
 
 
 def build_artifacts(settings: Settings, dcc: str, local_id: str, instance: dg.DagsterInstance | None = None,
@@ -23,13 +24,25 @@ def build_artifacts(settings: Settings, dcc: str, local_id: str, instance: dg.Da
     plan = files.plan(record)
     job, _ = files.request(record, plan)
     instance = instance or dg.DagsterInstance.ephemeral()
-    name = f"{record.dcc}_{plan.route.family}"
+    name = family_name(record.dcc, plan.route.family)
     instance.add_dynamic_partitions(name, [plan.cache_key])
     result = build_definitions(settings).resolve_job_def(name).execute_in_process(
         partition_key=plan.cache_key,
         instance=instance,
-        tags={"cfdb/job_id": job.job_id},
+        tags={JOB_ID_TAG: job.job_id},
         run_config=run_config,
         raise_on_error=False,
     )
     return plan.cache_key, result
+
+
+def manifest_for(key: str, data: tuple[str, int], index: tuple[str, int] = ("data.bam.bai", 10)) -> Manifest:
+    """A manifest listing a data and an index artifact of the given names and sizes."""
+    source = SourceIdentity("encode", "ENCFF1", "x.bam", "BAM", "md5:" + "0" * 32, 1, "0" * 32, "0" * 64)
+    data_artifact = Artifact(data[0], data[1], "d" * 64)
+    stage = SortedStage(data_artifact, None, 1.0, source, {"samtools": "samtools 1.16"}, {"compression_level": 4})
+    return Manifest(
+        cache_key=key, family="alignments", format="BAM", data=data_artifact,
+        index=Artifact(index[0], index[1], "i" * 64, "bai"), sorted=stage, tools=stage.tools,
+        options=stage.options, seconds={"sorted": 1.0, "index": 0.1}, created_at="2026-01-01T00:00:00Z",
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cfdb_assets.definitions import build_definitions
+from cfdb_assets.definitions import build_definitions, build_families
 from cfdb_assets.formats import PROCESSED_FAMILIES
 from resources import Ledger
 from tests.helpers import build_artifacts, files_for
@@ -33,13 +33,13 @@ def test_bed_partition_publishes_data_index_and_manifest_with_operator_metadata(
     key, result = build_artifacts(settings, "encode", "ENCFF000BED")
     assert result.success
     manifest = store.valid_manifest(key)
-    assert manifest["artifacts"]["data"]["name"] == "data.bed.gz"
-    assert manifest["artifacts"]["index"]["name"] == "data.bed.gz.tbi"
-    assert manifest["index_type"] == "tbi"
-    assert manifest["source"]["local_id"] == "ENCFF000BED"
+    assert manifest.data.name == "data.bed.gz"
+    assert manifest.index.name == "data.bed.gz.tbi"
+    assert manifest.index_type == "tbi"
+    assert manifest.source.local_id == "ENCFF000BED"
     meta = _materialization(result, "sorted")
     assert meta["dcc"] == "encode" and meta["local_id"] == "ENCFF000BED"
-    assert meta["source_bytes"] > 0 and meta["artifact_bytes"] == manifest["artifacts"]["data"]["size"]
+    assert meta["source_bytes"] > 0 and meta["artifact_bytes"] == manifest.data.size
     assert "samtools" in meta["tools"] and meta["reused"] is False
 
 
@@ -48,12 +48,12 @@ def test_published_bams_carry_no_server_paths_so_rebuilds_are_byte_identical(set
 
     instance = dg.DagsterInstance.ephemeral()
     key, _ = build_artifacts(settings, "encode", "ENCFF000SAM", instance)
-    first = store.manifest(key)["artifacts"]["data"]["sha256"]
+    first = store.manifest(key).data.sha256
     header = pysam.AlignmentFile(str(Path(settings.store) / key / "data.bam")).header.to_dict()
     assert not any(str(settings.data_dir) in json.dumps(pg) for pg in header.get("PG", []))
     config = {"ops": {op: {"config": {"force": True}} for op in ("encode__alignments__sorted", "encode__alignments__index")}}
     build_artifacts(settings, "encode", "ENCFF000SAM", instance, run_config=config)
-    assert store.manifest(key)["artifacts"]["data"]["sha256"] == first
+    assert store.manifest(key).data.sha256 == first
 
 
 def test_job_stages_and_run_id_are_written_to_the_ledger(settings):
@@ -67,7 +67,7 @@ def test_job_stages_and_run_id_are_written_to_the_ledger(settings):
 def test_existing_artifact_set_is_reused_and_force_rebuilds(settings, store):
     instance = dg.DagsterInstance.ephemeral()
     key, _ = build_artifacts(settings, "encode", "ENCFF000BED", instance)
-    before = store.manifest(key)["created_at"]
+    before = store.manifest(key).created_at
     _, again = build_artifacts(settings, "encode", "ENCFF000BED", instance)
     assert _materialization(again, "sorted")["reused"] is True
     assert _materialization(again, "index")["reused"] is True
@@ -75,14 +75,14 @@ def test_existing_artifact_set_is_reused_and_force_rebuilds(settings, store):
     _, forced = build_artifacts(settings, "encode", "ENCFF000BED", instance, run_config=config)
     assert forced.success
     assert _materialization(forced, "sorted")["reused"] is False
-    assert store.manifest(key)["seconds"] and store.manifest(key)["created_at"] >= before
+    assert store.manifest(key).seconds and store.manifest(key).created_at >= before
 
 
 def test_checksum_mismatch_fails_the_run_and_publishes_nothing(settings, store):
     key, result = build_artifacts(settings, "encode", "ENCFF000BAD")
     assert not result.success
     assert store.manifest(key) is None
-    assert store.get_json(key, "stage-sorted.json") is None
+    assert store.sorted_stage(key) is None
     assert list(settings.work_dir.iterdir()) == []  # the run's scratch space is gone on failure too
 
 
@@ -127,11 +127,10 @@ def test_on_demand_sensor_finishes_jobs_whose_run_ended_without_a_status_sensor(
     from cfdb_assets.sensors import build_on_demand_sensor
 
     ledger = Ledger(url=settings.ledger_url)
-    defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         key, result = build_artifacts(settings, "encode", "ENCFF000BED", instance)
         assert result.success and ledger.latest_jobs([key])[key].state == "running"
-        sensor = build_on_demand_sensor(list(defs.jobs), orphan_grace_s=0)
+        sensor = build_on_demand_sensor(build_families(settings), orphan_grace_s=0)
         sensor(dg.build_sensor_context(instance=instance, resources={"ledger": ledger}))
     assert ledger.latest_jobs([key])[key].state == "succeeded"
 

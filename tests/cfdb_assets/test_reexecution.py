@@ -8,6 +8,7 @@ import dagster as dg
 
 from cfdb_assets.definitions import build_definitions
 from resources import Settings
+from resources.store import STAGE_SORTED
 from tests.helpers import files_for
 
 
@@ -43,7 +44,7 @@ def test_index_failure_keeps_sorted_data_and_reexecution_redoes_only_the_index(s
             assert not first.success
             assert _started_steps(first) == {"encode__intervals__sorted", "encode__intervals__index"}
             first_run = first.run_id
-        stage = Path(settings.store) / key / "stage-sorted.json"
+        stage = Path(settings.store) / key / STAGE_SORTED
         assert stage.is_file() and (Path(settings.store) / key / "data.bed.gz").is_file()
         assert store.manifest(key) is None  # nothing visible
         stage_mtime = stage.stat().st_mtime_ns
@@ -57,4 +58,4 @@ def test_index_failure_keeps_sorted_data_and_reexecution_redoes_only_the_index(s
 
     assert stage.stat().st_mtime_ns == stage_mtime  # the sorted data was not rebuilt
     manifest = store.valid_manifest(key)
-    assert manifest is not None and manifest["artifacts"]["index"]["name"] == "data.bed.gz.tbi"
+    assert manifest is not None and manifest.index.name == "data.bed.gz.tbi"

@@ -14,8 +14,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from resources import ChecksumMismatch, FetchError, SourceFetcher
+from resources import ChecksumMismatch, FetchError, SourceFetcher, UpstreamRangeNotSatisfiable
 from resources.fetcher import redact_url
+from resources.ranges import ByteRange
+
+
+def span(start: int, end: int | None) -> ByteRange:
+    """The ByteRange of half-open [start, end) (end None: to EOF)."""
+    return ByteRange(start, None if end is None else end - 1)
+
 
 # Larger than the fetcher's 1 MiB download chunk, so a body can break after a chunk was handed over.
 PAYLOAD = random.Random(20240501).randbytes(3 * 1024 * 1024)
@@ -238,21 +245,21 @@ def test_missing_file_source_is_a_permanent_fetch_error_and_keeps_nothing(tmp_pa
 
 @pytest.mark.parametrize("start, end", [(0, 1), (10, 20), (100_000, 2_500_000), (len(PAYLOAD) - 5, len(PAYLOAD))])
 def test_file_open_with_range_is_206_with_exact_bytes(tmp_path, start, end):
-    upstream = fetcher().open(source_file(tmp_path).as_uri(), start, end)
+    upstream = fetcher().open_range(source_file(tmp_path).as_uri(), span(start, end))
 
     assert (upstream.status, upstream.size, upstream.start, upstream.end) == (206, len(PAYLOAD), start, end)
     assert read_all(upstream) == PAYLOAD[start:end]
 
 
 def test_file_open_with_end_past_eof_stops_at_eof(tmp_path):
-    upstream = fetcher().open(source_file(tmp_path).as_uri(), len(PAYLOAD) - 3, len(PAYLOAD) + 100)
+    upstream = fetcher().open_range(source_file(tmp_path).as_uri(), span(len(PAYLOAD) - 3, len(PAYLOAD) + 100))
 
     assert (upstream.status, upstream.end) == (206, len(PAYLOAD))
     assert read_all(upstream) == PAYLOAD[-3:]
 
 
 def test_file_open_without_range_is_200_with_whole_body(tmp_path):
-    upstream = fetcher().open(source_file(tmp_path).as_uri())
+    upstream = fetcher().open_range(source_file(tmp_path).as_uri())
 
     assert (upstream.status, upstream.size) == (200, len(PAYLOAD))
     assert read_all(upstream) == PAYLOAD
@@ -375,14 +382,14 @@ def test_body_cut_short_after_bytes_were_written_restarts_from_scratch(server, t
 
 
 def test_http_open_with_range_is_206_with_exact_bytes_and_total_size(server):
-    upstream = fetcher().open(f"{server.base}/data", 1000, 5000)
+    upstream = fetcher().open_range(f"{server.base}/data", span(1000, 5000))
 
     assert (upstream.status, upstream.size, upstream.start, upstream.end) == (206, len(PAYLOAD), 1000, 5000)
     assert read_all(upstream) == PAYLOAD[1000:5000]
 
 
 def test_http_open_without_range_is_200_with_whole_body(server):
-    upstream = fetcher().open(f"{server.base}/norange")
+    upstream = fetcher().open_range(f"{server.base}/norange")
 
     assert (upstream.status, upstream.size) == (200, len(PAYLOAD))
     assert read_all(upstream) == PAYLOAD
@@ -391,7 +398,7 @@ def test_http_open_without_range_is_200_with_whole_body(server):
 @pytest.mark.parametrize("start, end", [(10, 20), (10, None), (0, 100)])
 def test_http_upstream_ignoring_range_is_an_error_never_a_fake_206(server, start, end):
     with pytest.raises(FetchError, match="ignored the byte range"):
-        fetcher().open(f"{server.base}/norange", start, end)
+        fetcher().open_range(f"{server.base}/norange", span(start, end))
 
 
 def test_http_size_comes_from_head_after_redirects(server):
@@ -405,7 +412,7 @@ def test_http_is_refused_unless_loopback_http_is_allowed(server, tmp_path):
     before = server.hits["/data"]
 
     with pytest.raises(FetchError, match="Unsupported source URL scheme") as caught:
-        fetcher(allow_http_loopback=False).open(f"{server.base}/data")
+        fetcher(allow_http_loopback=False).open_range(f"{server.base}/data")
 
     assert caught.value.permanent is True
     assert server.hits["/data"] == before  # refused before any request
@@ -414,7 +421,7 @@ def test_http_is_refused_unless_loopback_http_is_allowed(server, tmp_path):
 @pytest.mark.parametrize("url", ["http://example.com/data", "http://10.0.0.1/data", "ftp://127.0.0.1/data"])
 def test_non_loopback_http_and_other_schemes_are_refused_even_when_loopback_is_allowed(url):
     with pytest.raises(FetchError, match="Unsupported source URL scheme") as caught:
-        fetcher(allow_http_loopback=True).open(url)
+        fetcher(allow_http_loopback=True).open_range(url)
 
     assert caught.value.permanent is True
 

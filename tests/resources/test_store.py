@@ -10,6 +10,7 @@ import pytest
 
 from resources import ArtifactMissing, LocalStore, StoreError, open_store
 from resources.store import CHUNK, MANIFEST, S3Store
+from tests.helpers import manifest_for
 
 KEY = "ab" * 32
 DATA = random.Random(7).randbytes(CHUNK * 2 + 1234)  # spans several read chunks
@@ -31,8 +32,6 @@ def stored_names(store: LocalStore, key: str = KEY) -> list[str]:
     return sorted(p.name for p in (Path(store.root) / key).iterdir())
 
 
-def manifest_for(**sizes: int) -> dict:
-    return {"artifacts": {role: {"name": name, "size": size} for role, (name, size) in sizes.items()}}
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -99,14 +98,15 @@ def test_get_json_is_none_when_absent_corrupt_or_not_an_object(tmp_path):
 def test_manifest_is_none_until_put_manifest(tmp_path):
     store = new_store(tmp_path)
     store.put_file(KEY, "data.bam", write_source(tmp_path))
-    manifest = manifest_for(data=("data.bam", len(DATA)))
+    store.put_file(KEY, "data.bam.bai", write_source(tmp_path, b"0123456789", "index.bin"))
+    manifest = manifest_for(KEY, data=("data.bam", len(DATA)))
     assert store.manifest(KEY) is None
 
     store.put_manifest(KEY, manifest)
 
     assert store.manifest(KEY) == manifest
     assert store.valid_manifest(KEY) == manifest
-    assert store.get_json(KEY, MANIFEST) == manifest
+    assert store.get_json(KEY, MANIFEST) == manifest.to_json()
 
 
 def test_manifest_without_an_artifacts_mapping_is_not_a_manifest(tmp_path):
@@ -119,7 +119,7 @@ def test_manifest_without_an_artifacts_mapping_is_not_a_manifest(tmp_path):
 def test_valid_manifest_is_none_when_a_listed_artifact_is_missing(tmp_path):
     store = new_store(tmp_path)
     store.put_file(KEY, "data.bam", write_source(tmp_path))
-    store.put_manifest(KEY, manifest_for(data=("data.bam", len(DATA)), index=("data.bam.bai", 10)))
+    store.put_manifest(KEY, manifest_for(KEY, data=("data.bam", len(DATA)), index=("data.bam.bai", 10)))
 
     assert store.manifest(KEY) is not None
     assert store.valid_manifest(KEY) is None
@@ -128,7 +128,8 @@ def test_valid_manifest_is_none_when_a_listed_artifact_is_missing(tmp_path):
 def test_valid_manifest_is_none_when_an_artifact_has_another_size(tmp_path):
     store = new_store(tmp_path)
     store.put_file(KEY, "data.bam", write_source(tmp_path))
-    store.put_manifest(KEY, manifest_for(data=("data.bam", len(DATA) + 1)))
+    store.put_file(KEY, "data.bam.bai", write_source(tmp_path, b"0123456789", "index.bin"))
+    store.put_manifest(KEY, manifest_for(KEY, data=("data.bam", len(DATA) + 1)))
 
     assert store.manifest(KEY) is not None
     assert store.valid_manifest(KEY) is None

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from resources import ArtifactMissing, LocalStore, S3Store, StoreError
+from tests.helpers import manifest_for
 
 KEY = "0123456789abcdef0123456789abcdef"
 DATA = random.Random(5).randbytes(300_000)
@@ -46,20 +47,22 @@ def test_missing_artifacts_raise_artifact_missing_before_any_byte(store):
 
 def test_manifest_is_the_commit_marker(store, tmp_path):
     store.check()
+    manifest = manifest_for(KEY, data=("data.bam", len(DATA)), index=("data.bam.bai", len(DATA)))
     store.put_file(KEY, "data.bam", _source(tmp_path))
-    store.put_json(KEY, "stage-sorted.json", {"name": "data.bam", "size": len(DATA)})
+    store.put_file(KEY, "data.bam.bai", _source(tmp_path))
+    store.put_sorted_stage(KEY, manifest.sorted)
     assert store.manifest(KEY) is None
-    manifest = {"artifacts": {"data": {"name": "data.bam", "size": len(DATA)}}}
     store.put_manifest(KEY, manifest)
     assert store.manifest(KEY) == manifest
     assert store.valid_manifest(KEY) == manifest
-    assert store.get_json(KEY, "stage-sorted.json") == {"name": "data.bam", "size": len(DATA)}
+    assert store.sorted_stage(KEY) == manifest.sorted
 
 
 def test_valid_manifest_rejects_a_size_mismatch(store, tmp_path):
     store.check()
     store.put_file(KEY, "data.bam", _source(tmp_path))
-    store.put_manifest(KEY, {"artifacts": {"data": {"name": "data.bam", "size": len(DATA) + 1}}})
+    store.put_file(KEY, "data.bam.bai", _source(tmp_path))
+    store.put_manifest(KEY, manifest_for(KEY, data=("data.bam", len(DATA) + 1), index=("data.bam.bai", len(DATA))))
     assert store.manifest(KEY) is not None and store.valid_manifest(KEY) is None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.ranges import MultipleRanges, MalformedRange, RangeNotSatisfiable, content_range, parse_range
+from resources.ranges import MalformedRange, MultipleRanges, RangeNotSatisfiable, content_range, parse_range
 
 SATISFIABLE = [
     # (header, size, half-open (start, end))

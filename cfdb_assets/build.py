@@ -1,0 +1,161 @@
+"""The two build steps of a cache_key, as plain functions over the adapters: the assets call them,
+and tests call them without Dagster.
+
+``sorted``: fetch the source (checksum verified), sort and compress it, store the data (and the
+index when the sort wrote one) and the sorted-stage record. ``index``: index the stored data unless
+the sort already did, then commit the set by writing its manifest, last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cfdb_assets.formats import route_for
+from cfdb_assets.pipelines import ToolOptions, build_index, build_sorted, index_kind_of, tool_versions
+from cfdb_assets.planning import OutputOptions, plan_for
+from resources import (
+    Artifact,
+    ArtifactStore,
+    Catalog,
+    Manifest,
+    SortedStage,
+    SourceFetcher,
+    SourceIdentity,
+    SourceRow,
+)
+
+__all__ = ["BuildError", "Builder", "file_sha256"]
+
+
+class BuildError(Exception):
+    """The partition cannot be built as asked (its record changed, or a stage is missing)."""
+
+    permanent = False  # the catalog or an earlier stage can change; the same request may succeed later
+
+
+@dataclass(frozen=True)
+class Builder:
+    """Everything the steps need: the adapters, the tool options and a scratch directory."""
+
+    catalog: Catalog
+    store: ArtifactStore
+    fetcher: SourceFetcher
+    tools: ToolOptions
+    output: OutputOptions
+    work_dir: Path
+    log: logging.Logger | logging.LoggerAdapter = logging.getLogger("cfdb.build")
+
+    def sorted(self, key: str, source: SourceRow, force: bool = False, label: str = "run") -> tuple[SortedStage, bool]:
+        """The sorted data of ``key`` (built, or reused when already stored); whether it was reused."""
+        if not force:
+            manifest = self.store.valid_manifest(key)
+            stage = manifest.sorted if manifest else self.store.sorted_stage(key)
+            if stage and self.store.has(key, stage.data):
+                self.log.info("Sorted data already in the store; reusing it.")
+                return stage, True
+        record = self.catalog.get(source.dcc, source.local_id)
+        if record is None or not record.access_url:
+            raise BuildError(f"{source.dcc}/{source.local_id} is not in the catalog or has no access URL.")
+        if plan_for(record, self.output).cache_key != key:
+            raise BuildError(
+                f"The catalog record of {source.dcc}/{source.local_id} changed since partition {key} "
+                "was requested (new checksum or settings); request the file again."
+            )
+        route = route_for(None, source.format)
+        started = time.monotonic()
+        with self.scratch(label) as workdir:
+            download = self.fetcher.download(record.access_url, workdir / "source", source.checksum)
+            self.log.info(f"Fetched {download.size} bytes, checksum verified.")
+            data = build_sorted(route, download.path, workdir, self.tools)
+            same_bytes = os.path.samefile(data, download.path)  # an already-sorted BAM
+            digest = download.sha256 if same_bytes else file_sha256(data)
+            stored = Artifact(route.data_name, self.store.put_file(key, route.data_name, data), digest)
+            index = None
+            kind = index_kind_of(data)  # the sort may have written the index in the same pass
+            if kind:
+                index = self._put(key, data.with_name(f"{data.name}.{kind}"), f"{route.data_name}.{kind}", kind)
+        stage = SortedStage(
+            data=stored,
+            index=index,
+            seconds=round(time.monotonic() - started, 3),
+            source=SourceIdentity(
+                dcc=source.dcc,
+                local_id=source.local_id,
+                filename=record.filename,
+                format=route.format,
+                checksum=source.checksum,
+                bytes=download.size,
+                md5=download.md5,
+                sha256=download.sha256,
+            ),
+            tools=tool_versions(),
+            options=self.output.as_key_options(),
+        )
+        self.store.put_sorted_stage(key, stage)
+        return stage, False
+
+    def index(self, key: str, force: bool = False, label: str = "run") -> tuple[Manifest, bool]:
+        """The committed set of ``key``: index the sorted data if needed, then write the manifest."""
+        manifest = None if force else self.store.valid_manifest(key)
+        if manifest is not None:
+            self.log.info("Artifact set already published; reusing it.")
+            return manifest, True
+        stage = self.store.sorted_stage(key)
+        if stage is None:
+            raise BuildError(f"Partition {key} has no sorted data in the store; materialize the sorted asset first.")
+        route = route_for(None, stage.source.format)
+        started = time.monotonic()
+        index = stage.index
+        if index and self.store.has(key, index):
+            self.log.info(f"Using the {index.kind} index written by the sort.")
+        else:
+            with self.scratch(label) as workdir:
+                with self.store.local_path(key, stage.data.name, workdir) as data:
+                    path, kind = build_index(route, data, workdir, self.tools)
+                index = self._put(key, path, f"{stage.data.name}.{kind}", kind)
+        manifest = Manifest(
+            cache_key=key,
+            family=route.family,
+            format=route.format,
+            data=stage.data,
+            index=index,
+            sorted=stage,
+            tools=tool_versions(),
+            options=stage.options,
+            seconds={"sorted": stage.seconds, "index": round(time.monotonic() - started, 3)},
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        self.store.put_manifest(key, manifest)
+        return manifest, False
+
+    def _put(self, key: str, path: Path, name: str, kind: str) -> Artifact:
+        sha = file_sha256(path)  # before put_file, which may consume the local file
+        return Artifact(name, self.store.put_file(key, name, path), sha, kind)
+
+    @contextlib.contextmanager
+    def scratch(self, label: str) -> Iterator[Path]:
+        """A fresh directory for one step, removed on every outcome."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{label[:8]}-", dir=self.work_dir))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file (the manifest's integrity record and the artifacts' ETag)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,28 @@
+"""The names that cross a process boundary (the API, the sensors, the runs, the Dagster UI, tests),
+each defined once. Pure: no Dagster, no Starlette."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["CACHE_KEY_TAG", "DCC_TAG", "JOB_ID_TAG", "PERMANENT_KEY", "Stage", "family_name"]
+
+# Run tags: how a run is tied to its ledger job, and how an operator finds it in the UI.
+JOB_ID_TAG = "cfdb/job_id"
+CACHE_KEY_TAG = "cfdb/cache_key"
+DCC_TAG = "cfdb/dcc"
+
+# Failure metadata key: whether a build's failure recurs on the same bytes (set where it is raised).
+PERMANENT_KEY = "cfdb/permanent"
+
+
+class Stage(StrEnum):
+    """The stages a job records as done (``stages_done`` of /jobs)."""
+
+    DATA = "data"
+    INDEX = "index"
+
+
+def family_name(dcc: str, family: str) -> str:
+    """The name of one DCC × family's partitions definition, job and asset group."""
+    return f"{dcc}_{family}"
