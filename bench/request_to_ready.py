@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import tempfile
@@ -19,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cfdb_assets.demo import bed_text, document, sam_text
+from synthetic.demo import document
+from synthetic.small import bed_text, sam_text
 from tests.e2e.service import Service
 
 
@@ -28,10 +28,9 @@ def write_catalog(root: Path, trials: int) -> Path:
     sources.mkdir(parents=True)
     docs = []
     for i in range(trials + 1):  # one extra of each kind for the warm-up
-        rng = random.Random(1000 + i)
         for kind, text, fmt in (("BED", bed_text, ("format:3003", "BED")), ("SAM", sam_text, ("format:2573", "SAM"))):
             path = sources / f"BENCH{kind}{i}.{kind.lower()}"
-            path.write_text(text(rng))
+            path.write_text(text(1000 + i))
             docs.append(document("encode", f"BENCH{kind}{i}", path, fmt))
     catalog = root / "catalog.jsonl"
     catalog.write_text("".join(json.dumps(d) + "\n" for d in docs))

@@ -88,9 +88,15 @@ def make_store(root: Path, gb: float) -> Path:
         for _ in range(size // len(chunk)):
             out.write(chunk)
         out.write(chunk[: size % len(chunk)])
-    manifest = {"cache_key": KEY, "index_type": "bai", "created_at": "2026-01-01T00:00:00Z",
-                "artifacts": {"data": {"name": "data.bam", "size": size, "sha256": "0" * 64},
-                              "index": {"name": "data.bam.bai", "size": 0, "sha256": "1" * 64}}}
+    data_entry = {"name": "data.bam", "size": size, "sha256": "0" * 64}
+    source = {"dcc": "encode", "local_id": "BENCH", "filename": "bench.bam", "format": "BAM",
+              "checksum": "md5:" + "0" * 32, "bytes": size, "md5": "0" * 32, "sha256": "0" * 64}
+    stage = {**data_entry, "index": None, "seconds": 0.0, "source": source, "tools": {}, "options": {}}
+    manifest = {"cache_key": KEY, "family": "alignments", "format": "BAM", "index_type": "bai",
+                "created_at": "2026-01-01T00:00:00Z", "sorted": stage, "source": source, "tools": {},
+                "options": {}, "seconds": {"sorted": 0.0, "index": 0.0},
+                "artifacts": {"data": data_entry,
+                              "index": {"name": "data.bam.bai", "size": 0, "sha256": "1" * 64, "kind": "bai"}}}
     (store / KEY / "data.bam.bai").write_bytes(b"")
     (store / KEY / "manifest.json").write_text(json.dumps(manifest))
     return store

@@ -35,6 +35,8 @@ from resources import (
 
 __all__ = ["BuildError", "Builder", "file_sha256"]
 
+LOG = logging.getLogger("cfdb.build")
+
 
 class BuildError(Exception):
     """The partition cannot be built as asked (its record changed, or a stage is missing)."""
@@ -52,7 +54,7 @@ class Builder:
     tools: ToolOptions
     output: OutputOptions
     work_dir: Path
-    log: logging.Logger | logging.LoggerAdapter = logging.getLogger("cfdb.build")
+    log: logging.Logger | logging.LoggerAdapter = LOG
 
     def sorted(self, key: str, source: SourceRow, force: bool = False, label: str = "run") -> tuple[SortedStage, bool]:
         """The sorted data of ``key`` (built, or reused when already stored); whether it was reused."""

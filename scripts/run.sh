@@ -14,7 +14,7 @@ BIN=.venv/bin
 mkdir -p "$CFDB_DATA_DIR" "$DAGSTER_HOME"
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 if [ -z "${CFDB_CATALOG:-}" ]; then
-  "$BIN/python" -m cfdb_assets.demo "$CFDB_DATA_DIR/demo" >/dev/null
+  "$BIN/python" -m synthetic.demo "$CFDB_DATA_DIR/demo" >/dev/null
   export CFDB_CATALOG="$CFDB_DATA_DIR/demo/catalog.jsonl"
 fi
 logs="$CFDB_DATA_DIR/logs"; mkdir -p "$logs"

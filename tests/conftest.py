@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cfdb_assets.demo import write_demo
+from synthetic.demo import write_demo
 from resources import FileCatalog, Ledger, LocalStore, Settings
 
 POSTGRES_URL = os.environ.get("CFDB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -6,11 +6,14 @@ import pytest
 
 from cfdb_assets.formats import ALIGNMENTS, INTERVALS, PASSTHROUGH, RAW, Route, route_for
 from cfdb_assets.keys import cache_key
+from cfdb_assets.assets import Tools
 from cfdb_assets.planning import OutputOptions, plan_for
+from resources import Settings
 from resources.catalog import FileRecord
 
 MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+OPTIONS = OutputOptions(compression_level=4)
 
 ROUTES = [
     # (EDAM id, name, format, family, data_name, preset)
@@ -122,33 +125,31 @@ def _record(format_id=None, format_name=None, md5=None, sha256=None) -> FileReco
 
 
 def test_plan_for_passthrough_has_no_key_and_no_refusal():
-    plan = plan_for(_record("format:3752", "CSV", md5=MD5), OutputOptions())
+    plan = plan_for(_record("format:3752", "CSV", md5=MD5), OPTIONS)
 
     assert plan.route.family == PASSTHROUGH
     assert (plan.checksum, plan.cache_key, plan.refusal) == (None, None, None)
-    assert plan.processable is False
 
 
 def test_plan_for_raw_has_no_key():
-    plan = plan_for(_record("format:1930", "FASTQ", md5=MD5), OutputOptions())
+    plan = plan_for(_record("format:1930", "FASTQ", md5=MD5), OPTIONS)
 
     assert plan.route.family == RAW
     assert plan.cache_key is None and plan.refusal is None
 
 
 def test_plan_for_bed_without_checksum_is_refused_without_a_key():
-    plan = plan_for(_record("format:3003", "BED"), OutputOptions())
+    plan = plan_for(_record("format:3003", "BED"), OPTIONS)
 
     assert plan.route.format == "BED"
     assert plan.cache_key is None and plan.checksum is None
-    assert plan.processable is False
     assert plan.refusal == (
         "Cannot preprocess this file: the catalog record has no md5 or sha256, so it cannot be content-addressed."
     )
 
 
 def test_plan_for_bed_with_malformed_md5_is_refused():
-    plan = plan_for(_record("format:3003", "BED", md5="not-a-checksum"), OutputOptions())
+    plan = plan_for(_record("format:3003", "BED", md5="not-a-checksum"), OPTIONS)
 
     assert plan.cache_key is None
     assert plan.refusal.startswith("Cannot preprocess this file: the catalog md5 'not-a-checksum'")
@@ -161,7 +162,6 @@ def test_plan_for_bed_with_md5_has_the_cache_key_of_its_route_and_options():
     assert plan.checksum == f"md5:{MD5}"
     assert plan.cache_key == expected
     assert plan.refusal is None
-    assert plan.processable is True
 
 
 def test_plan_for_uses_sha256_when_md5_is_missing():
@@ -173,13 +173,21 @@ def test_plan_for_uses_sha256_when_md5_is_missing():
 
 def test_plan_for_keys_follow_the_output_options():
     record = _record("format:3003", "BED", md5=MD5)
+    keys = {level: plan_for(record, OutputOptions(compression_level=level)).cache_key for level in (4, 5)}
 
-    assert plan_for(record, OutputOptions(compression_level=5)).cache_key != plan_for(record, OutputOptions()).cache_key
-    assert plan_for(record, OutputOptions()).cache_key == plan_for(record, OutputOptions()).cache_key
+    assert keys[4] != keys[5]
+    assert keys[4] == cache_key(f"md5:{MD5}", "BED", "intervals", {"compression_level": 4, "index": "auto"})
+
+
+def test_the_api_and_the_code_location_derive_the_same_options_from_settings():
+    settings = Settings.from_environ({"CFDB_DATA_DIR": "/nonexistent", "CFDB_COMPRESSION_LEVEL": "7"})
+    tools = Tools.from_settings(settings)
+
+    assert OutputOptions.from_settings(settings) == OutputOptions.from_settings(tools) == OutputOptions(7)
 
 
 def test_plan_for_keys_do_not_depend_on_how_the_format_was_named():
-    by_id = plan_for(_record("format:3613", None, md5=MD5), OutputOptions())
-    by_name = plan_for(_record(None, "narrowpeak", md5=MD5), OutputOptions())
+    by_id = plan_for(_record("format:3613", None, md5=MD5), OPTIONS)
+    by_name = plan_for(_record(None, "narrowpeak", md5=MD5), OPTIONS)
 
     assert by_id.cache_key == by_name.cache_key is not None

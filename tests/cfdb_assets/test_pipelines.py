@@ -3,7 +3,7 @@
 Every built artifact is checked against a brute-force scan of its source: the same records (nothing
 lost, nothing invented), sorted, block-compressed, and an index that answers random region queries
 (through pysam, with the returned index path) exactly like a full scan. Sources come from the seeded
-generators in tests/genomic_fixtures.py. Each (format, variant) is built once per module and its
+generators in synthetic/small.py. Each (format, variant) is built once per module and its
 result (or its error) shared by the tests that inspect it.
 """
 
@@ -26,7 +26,7 @@ import pytest
 
 from cfdb_assets.formats import INTERVALS, route_for
 from cfdb_assets.pipelines import BAI_MAX, PipelineError, ToolOptions, build_index, build_sorted
-from tests import genomic_fixtures as gf
+from synthetic import small as gf
 
 OPTS = ToolOptions(threads=2, sort_memory="128M", compression_level=6)
 N_QUERIES = 24

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cfdb_assets.demo import write_demo
+from synthetic.demo import write_demo
 from tests.e2e.service import Service
 
 

@@ -46,7 +46,7 @@ def write_jsonl(path: Path, docs: list[dict]) -> Path:
     return path
 
 
-def mongo_catalog(files: list[dict], raw: list[dict] = ()) -> MongoCatalog:
+def mongo_catalog(files: list[dict], raw: list[dict] = (), dccs: list[str] | None = None) -> MongoCatalog:
     # mongomock stands in for MongoDB: no MongoDB server can run on this machine. The in-memory client
     # is injected through the private `_client`; a real server is covered by the CFDB_TEST_MONGO_URI test.
     client = mongomock.MongoClient()
@@ -54,7 +54,7 @@ def mongo_catalog(files: list[dict], raw: list[dict] = ()) -> MongoCatalog:
         client["cfdb"]["files"].insert_many([dict(d) for d in files])
     if raw:
         client["cfdb"]["file"].insert_many([dict(d) for d in raw])
-    catalog = MongoCatalog(uri="mongodb://mongomock.invalid:27017")
+    catalog = MongoCatalog(uri="mongodb://mongomock.invalid:27017", dccs=dccs)
     catalog._client = client
     return catalog
 
@@ -168,32 +168,9 @@ CONTRACT = [
 # --- the contract, for both implementations --------------------------------------------------------
 
 
-def test_get_returns_the_normalized_record(catalog):
-    check_get_full_record(catalog)
-
-
-def test_get_matches_dcc_case_insensitively_and_local_id_exactly(catalog):
-    check_get_dcc_case_insensitive_local_id_exact(catalog)
-
-
-def test_get_of_a_missing_record_is_none(catalog):
-    check_get_missing_is_none(catalog)
-
-
-def test_size_in_bytes_may_be_int_or_digit_string_and_junk_is_none(catalog):
-    check_size_int_or_string_and_junk_is_none(catalog)
-
-
-def test_list_is_ordered_by_local_id_within_one_dcc(catalog):
-    check_list_ordered_by_local_id(catalog)
-
-
-def test_list_honours_limit_and_starts_strictly_after_the_cursor(catalog):
-    check_list_limit_and_after(catalog)
-
-
-def test_list_pages_through_every_record_exactly_once(catalog):
-    check_list_pages_through_everything_once(catalog)
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda check: check.__name__.removeprefix("check_"))
+def test_catalog_contract(catalog, check):
+    check(catalog)
 
 
 def test_check_passes_on_a_readable_catalog(catalog):
@@ -348,6 +325,50 @@ def test_open_catalog_rejects_other_schemes_listing_the_accepted_ones(location):
     message = str(caught.value)
     assert location in message
     assert all(scheme in message for scheme in ("file path", "file://", "mongodb://", "mongodb+srv://"))
+
+
+# --- what a load skips ------------------------------------------------------------------------------
+
+SKIPPED_DOCS = [
+    {"submission": "encode", "local_id": "ENCFF100", "md5": "a" * 32},
+    {"submission": "ENCODE-DCC", "local_id": "ENCFF101"},  # another spelling: not a served DCC
+    {"submission": "lincs", "local_id": "LINCS1"},
+    {"submission": "encode", "md5": "b" * 32},  # no local_id
+]
+
+
+def test_file_catalog_reports_and_logs_what_it_skipped_and_serves_the_rest(tmp_path, caplog):
+    path = write_jsonl(tmp_path / "catalog.jsonl", SKIPPED_DOCS)
+    catalog = FileCatalog(path=str(path), dccs=["4dn", "encode", "hubmap"])
+
+    with caplog.at_level("INFO", logger="cfdb.catalog"):
+        catalog.check()
+
+    report = catalog.report()
+    assert report.documents == 4
+    assert report.skipped == {"submission is not a served DCC": 2, "no local_id": 1}
+    assert report.examples == ("line 2 (encode-dcc/ENCFF101)", "line 3 (lincs/LINCS1)", "line 4 (encode/no local_id)")
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "skipped 3 of 4 documents" in line and "CFDB_DCCS" in line and "encode-dcc/ENCFF101" in line
+    assert [r.local_id for r in catalog.list("encode", 10)] == ["ENCFF100"]
+
+
+def test_mongo_catalog_counts_unreachable_documents_at_check():
+    catalog = mongo_catalog(SKIPPED_DOCS, dccs=["4dn", "encode", "hubmap"])
+
+    catalog.check()
+
+    report = catalog.report()
+    assert report.documents == 4
+    assert report.skipped == {"no local_id": 1, "submission is not a served DCC": 2}
+    assert "ENCODE-DCC/ENCFF101" in report.examples
+
+
+def test_a_clean_catalog_reports_nothing_skipped(tmp_path):
+    catalog = FileCatalog(path=str(write_jsonl(tmp_path / "c.jsonl", SKIPPED_DOCS[:1])), dccs=["encode"])
+    catalog.check()
+
+    assert (catalog.report().documents, catalog.report().skipped) == (1, {})
 
 
 # --- a real MongoDB, when one is available ---------------------------------------------------------

@@ -265,6 +265,20 @@ def test_file_open_without_range_is_200_with_whole_body(tmp_path):
     assert read_all(upstream) == PAYLOAD
 
 
+def test_file_open_with_suffix_range_is_the_last_bytes(tmp_path):
+    upstream = fetcher().open_range(source_file(tmp_path).as_uri(), ByteRange(None, 7))
+
+    assert (upstream.status, upstream.start, upstream.end) == (206, len(PAYLOAD) - 7, len(PAYLOAD))
+    assert read_all(upstream) == PAYLOAD[-7:]
+
+
+def test_file_open_past_the_end_is_416_with_the_size(tmp_path):
+    with pytest.raises(UpstreamRangeNotSatisfiable) as caught:
+        fetcher().open_range(source_file(tmp_path).as_uri(), ByteRange(len(PAYLOAD), None))
+
+    assert (caught.value.status, caught.value.size) == (416, len(PAYLOAD))
+
+
 def test_file_size_is_the_file_length_and_missing_file_is_permanent(tmp_path):
     assert fetcher().size(source_file(tmp_path, b"12345").as_uri()) == 5
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,23 @@ def test_data_hits_carry_the_etag_but_are_not_marked_immutable(client, settings)
     response = client.get("/data/encode/ENCFF000SAM")
     assert response.status_code == 200 and response.headers["etag"].startswith('"')
     assert "cache-control" not in response.headers
+
+
+def test_health_reports_what_the_catalog_load_skipped(tmp_path, settings, store):
+    path = tmp_path / "catalog.jsonl"
+    lines = (Path(settings.catalog).read_text().splitlines())
+    lines.append(json.dumps({"submission": "ENCODE-DCC", "local_id": "X1"}))  # another spelling of a served DCC
+    path.write_text("\n".join(lines) + "\n")
+    with TestClient(create_app(replace(settings, catalog=str(path)))) as client:
+        body = client.get("/health").json()
+
+    assert body["status"] == "ok"
+    assert body["catalog"]["documents"] == len(lines)
+    assert body["catalog"]["skipped"] == {"submission is not a served DCC": 1}
+
+
+def test_openapi_lists_the_served_dccs(settings, store):
+    with TestClient(create_app(replace(settings, dccs=("encode", "lincs")))) as client:
+        document = client.get("/openapi.json").json()
+
+    assert document["components"]["schemas"]["Dcc"]["enum"] == ["encode", "lincs"]

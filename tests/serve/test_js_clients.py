@@ -16,7 +16,7 @@ import pysam
 import pytest
 import uvicorn
 
-from cfdb_assets.demo import CHROMS
+from synthetic.small import CHROMS
 from resources import Settings
 from serve.app import create_app
 from tests.helpers import build_artifacts

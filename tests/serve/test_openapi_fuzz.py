@@ -20,7 +20,7 @@ from schemathesis.checks import (
 )
 from starlette.testclient import TestClient
 
-from cfdb_assets.demo import write_demo
+from synthetic.demo import write_demo
 from resources import Settings
 from serve.app import create_app
 

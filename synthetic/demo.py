@@ -1,4 +1,4 @@
-"""A small, deterministic demo catalog with source files (``python -m cfdb_assets.demo DIR``).
+"""A small, deterministic demo catalog with source files (``python -m synthetic.demo DIR``).
 
 Writes ``DIR/catalog.jsonl`` (documents shaped like the MongoDB ``files`` collection) and the source
 files it points to through ``file://`` URLs: unsorted BED, SAM, VCF (gzip), narrowPeak and GFF3, a
@@ -15,67 +15,11 @@ import json
 import random
 from pathlib import Path
 
-__all__ = ["CHROMS", "bed_text", "document", "sam_text", "write_demo"]
+from synthetic.small import CHROMS, bed_text, gff3_text, sam_text, vcf_text
+
+__all__ = ["document", "write_demo"]
 
 SEED = 42
-CHROMS = {"chr1": 1_000_000, "chr2": 800_000, "chr10": 600_000, "chrX": 500_000}
-
-
-def bed_text(rng: random.Random, n: int = 2000) -> str:
-    lines = ["track name=demo description=\"demo peaks\"", "# unsorted demo intervals"]
-    for i in range(n):
-        chrom = rng.choice(list(CHROMS))
-        start = rng.randrange(0, CHROMS[chrom] - 1000)
-        lines.append(f"{chrom}\t{start}\t{start + rng.randrange(20, 1000)}\tpeak{i}\t{rng.randrange(0, 1000)}")
-    return "\n".join(lines) + "\n"
-
-
-def _narrowpeak(rng: random.Random, n: int = 500) -> str:
-    lines = []
-    for i in range(n):
-        chrom = rng.choice(list(CHROMS))
-        start = rng.randrange(0, CHROMS[chrom] - 2000)
-        end = start + rng.randrange(100, 2000)
-        lines.append(
-            f"{chrom}\t{start}\t{end}\tnp{i}\t{rng.randrange(0, 1000)}\t.\t{rng.uniform(1, 50):.3f}\t"
-            f"{rng.uniform(1, 20):.3f}\t{rng.uniform(1, 20):.3f}\t{rng.randrange(0, end - start)}"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def sam_text(rng: random.Random, n: int = 1000) -> str:
-    lines = ["@HD\tVN:1.6\tSO:unsorted"]
-    lines += [f"@SQ\tSN:{c}\tLN:{length}" for c, length in CHROMS.items()]
-    lines.append("@PG\tID:demo\tPN:cfdb-demo")
-    for i in range(n):
-        chrom = rng.choice(list(CHROMS))
-        pos = rng.randrange(1, CHROMS[chrom] - 200)
-        seq = "".join(rng.choice("ACGT") for _ in range(100))
-        qual = "".join(chr(33 + rng.randrange(20, 41)) for _ in range(100))
-        flag = rng.choice((0, 16))
-        lines.append(f"read{i:05d}\t{flag}\t{chrom}\t{pos}\t60\t100M\t*\t0\t0\t{seq}\t{qual}")
-    return "\n".join(lines) + "\n"
-
-
-def _vcf(rng: random.Random, n: int = 500) -> str:
-    lines = ["##fileformat=VCFv4.2", "##source=cfdb-demo"]
-    lines += [f"##contig=<ID={c},length={length}>" for c, length in CHROMS.items()]
-    lines.append('##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">')
-    lines.append("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO")
-    for i in range(n):
-        chrom = rng.choice(list(CHROMS))
-        ref, alt = rng.sample("ACGT", 2)
-        lines.append(f"{chrom}\t{rng.randrange(1, CHROMS[chrom])}\tvar{i}\t{ref}\t{alt}\t50\tPASS\tDP={rng.randrange(1, 99)}")
-    return "\n".join(lines) + "\n"
-
-
-def _gff3(rng: random.Random, n: int = 200) -> str:
-    lines = ["##gff-version 3"]
-    for i in range(n):
-        chrom = rng.choice(list(CHROMS))
-        start = rng.randrange(1, CHROMS[chrom] - 5000)
-        lines.append(f"{chrom}\tdemo\tgene\t{start}\t{start + rng.randrange(100, 5000)}\t.\t+\t.\tID=gene{i};Name=G{i}")
-    return "\n".join(lines) + "\n"
 
 
 def _csv(rng: random.Random, n: int = 50) -> str:
@@ -112,15 +56,14 @@ def write_demo(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     src = out / "sources"
     src.mkdir(exist_ok=True)
-    rng = random.Random(SEED)
     files = {
-        "ENCFF000BED.bed": bed_text(rng).encode(),
-        "ENCFF000SAM.sam": sam_text(rng).encode(),
-        "ENCFF000NPK.narrowPeak": _narrowpeak(rng).encode(),
-        "4DNFIVCF0001.vcf.gz": gzip.compress(_vcf(rng).encode(), mtime=0),
-        "4DNFIGFF0001.gff3": _gff3(rng).encode(),
-        "ENCFF000CSV.csv": _csv(rng).encode(),
-        "HBM000BED.bed": bed_text(rng, 300).encode(),
+        "ENCFF000BED.bed": bed_text(SEED, 2000).encode(),
+        "ENCFF000SAM.sam": sam_text(SEED + 1, 1000).encode(),
+        "ENCFF000NPK.narrowPeak": bed_text(SEED + 2, 500, kind="narrowPeak").encode(),
+        "4DNFIVCF0001.vcf.gz": gzip.compress(vcf_text(SEED + 3, 500).encode(), mtime=0),
+        "4DNFIGFF0001.gff3": gff3_text(SEED + 4, 200).encode(),
+        "ENCFF000CSV.csv": _csv(random.Random(SEED + 5)).encode(),
+        "HBM000BED.bed": bed_text(SEED + 6, 300).encode(),
     }
     for name, data in files.items():
         (src / name).write_bytes(data)

@@ -1,0 +1,85 @@
+"""The two build steps as plain functions: real tools on the demo files, no Dagster."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pysam
+import pytest
+
+from cfdb_assets.build import Builder, BuildError
+from cfdb_assets.pipelines import ToolOptions
+from cfdb_assets.planning import OutputOptions, plan_for
+from resources import FileCatalog, LocalStore, SourceFetcher, SourceRow
+
+OUTPUT = OutputOptions(compression_level=4)
+
+
+@pytest.fixture
+def builder(tmp_path, demo_dir) -> Builder:
+    store = LocalStore(root=str(tmp_path / "store"))
+    store.check()
+    return Builder(
+        catalog=FileCatalog(path=str(demo_dir / "catalog.jsonl")),
+        store=store,
+        fetcher=SourceFetcher(),
+        tools=ToolOptions(threads=2, sort_memory="128M", compression_level=OUTPUT.compression_level),
+        output=OUTPUT,
+        work_dir=tmp_path / "work",
+    )
+
+
+def source_of(builder: Builder, dcc: str, local_id: str) -> tuple[str, SourceRow]:
+    record = builder.catalog.get(dcc, local_id)
+    plan = plan_for(record, builder.output)
+    return plan.cache_key, SourceRow(plan.cache_key, dcc, local_id, plan.route.format, plan.route.family,
+                                     plan.checksum, record.size)
+
+
+def test_sorted_then_index_commit_a_set_the_store_calls_ready(builder):
+    key, source = source_of(builder, "4dn", "4DNFIVCF0001")
+
+    stage, reused = builder.sorted(key, source)
+    assert not reused and builder.store.manifest(key) is None  # nothing visible before the index step
+    manifest, reused = builder.index(key)
+
+    assert not reused and builder.store.valid_manifest(key) == manifest
+    assert (manifest.data.name, manifest.index.name, manifest.index_type) == ("data.vcf.gz", "data.vcf.gz.tbi", "tbi")
+    assert manifest.sorted == stage and manifest.source.local_id == "4DNFIVCF0001"
+    data = builder.store._path(key, manifest.data.name)
+    with pysam.TabixFile(str(data), index=str(data) + ".tbi") as tbx:
+        assert len(list(tbx.fetch(tbx.contigs[0]))) > 0
+    assert list((builder.work_dir).iterdir()) == []  # scratch removed
+
+
+def test_a_second_build_reuses_what_is_stored_unless_forced(builder):
+    key, source = source_of(builder, "encode", "ENCFF000SAM")
+    builder.sorted(key, source)
+    first, _ = builder.index(key)
+
+    assert builder.sorted(key, source)[1] is True
+    assert builder.index(key) == (first, True)
+    rebuilt, reused = builder.index(key, force=True)
+    assert not reused and rebuilt.data == first.data  # same bytes: the ETag stays true
+
+
+def test_a_record_whose_checksum_changed_is_refused_with_a_sentence(builder, tmp_path, demo_dir):
+    key, source = source_of(builder, "encode", "ENCFF000BED")
+    changed = tmp_path / "catalog.jsonl"
+    docs = [json.loads(line) for line in (demo_dir / "catalog.jsonl").read_text().splitlines()]
+    for doc in docs:
+        if doc["local_id"] == "ENCFF000BED":
+            doc["md5"] = "f" * 32
+    changed.write_text("".join(json.dumps(d) + "\n" for d in docs))
+
+    with pytest.raises(BuildError, match=r"changed since partition .* was requested"):
+        replace(builder, catalog=FileCatalog(path=str(changed))).sorted(key, source)
+    assert builder.store.sorted_stage(key) is None
+
+
+def test_index_without_sorted_data_is_a_build_error(builder):
+    key, _ = source_of(builder, "encode", "ENCFF000BED")
+
+    with pytest.raises(BuildError, match="has no sorted data in the store"):
+        builder.index(key)
