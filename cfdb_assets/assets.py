@@ -18,7 +18,8 @@ import dagster as dg
 
 from cfdb_assets.build import Builder, BuildError
 from cfdb_assets.names import JOB_ID_TAG, PERMANENT_KEY, Stage, family_name
-from cfdb_assets.pipelines import PipelineError, ToolError, ToolOptions, scrub
+from cfdb_assets.pipelines import PipelineError, ToolOptions
+from cfdb_assets.tools import ToolError, scrub
 from cfdb_assets.planning import OutputOptions
 from resources import ArtifactStore, Catalog, FetchError, Ledger, Manifest, SortedStage, SourceFetcher
 
@@ -101,24 +102,12 @@ def build_family(spec: FamilySpec) -> FamilyDefs:
     partitions = dg.DynamicPartitionsDefinition(name=spec.name)
     sorted_key = dg.AssetKey([spec.dcc, spec.family, "sorted"])
     index_key = dg.AssetKey([spec.dcc, spec.family, "index"])
-    kinds = {"samtools" if spec.family == "alignments" else "tabix"}
+    common = {"partitions_def": partitions, "group_name": spec.name,
+              "kinds": {"samtools" if spec.family == "alignments" else "tabix"}}
 
-    @dg.asset(
-        key=sorted_key,
-        partitions_def=partitions,
-        group_name=spec.name,
-        description=f"{spec.dcc} {spec.family}: the source, fetched, verified, sorted and compressed.",
-        kinds=kinds,
-    )
-    def sorted_data(
-        context: dg.AssetExecutionContext,
-        config: BuildConfig,
-        catalog: Catalog,
-        store: ArtifactStore,
-        ledger: Ledger,
-        fetcher: SourceFetcher,
-        tools: Tools,
-    ) -> dg.MaterializeResult:
+    @dg.asset(key=sorted_key, description=f"{spec.dcc} {spec.family}: the source, fetched, verified, sorted and compressed.", **common)
+    def sorted_data(context: dg.AssetExecutionContext, config: BuildConfig, catalog: Catalog, store: ArtifactStore,
+                    ledger: Ledger, fetcher: SourceFetcher, tools: Tools) -> dg.MaterializeResult:
         key, job_id = context.partition_key, context.run.tags.get(JOB_ID_TAG)
         if job_id:
             ledger.mark_running(job_id, context.run_id)
@@ -132,23 +121,9 @@ def build_family(spec: FamilySpec) -> FamilyDefs:
             ledger.add_stage(job_id, Stage.DATA)
         return dg.MaterializeResult(metadata={**_stage_metadata(stage), "reused": reused})
 
-    @dg.asset(
-        key=index_key,
-        deps=[sorted_key],
-        partitions_def=partitions,
-        group_name=spec.name,
-        description=f"{spec.dcc} {spec.family}: the index of the sorted data; publishes the manifest.",
-        kinds=kinds,
-    )
-    def index(
-        context: dg.AssetExecutionContext,
-        config: BuildConfig,
-        catalog: Catalog,
-        store: ArtifactStore,
-        ledger: Ledger,
-        fetcher: SourceFetcher,
-        tools: Tools,
-    ) -> dg.MaterializeResult:
+    @dg.asset(key=index_key, deps=[sorted_key], description=f"{spec.dcc} {spec.family}: the index of the sorted data; publishes the manifest.", **common)
+    def index(context: dg.AssetExecutionContext, config: BuildConfig, catalog: Catalog, store: ArtifactStore,
+              ledger: Ledger, fetcher: SourceFetcher, tools: Tools) -> dg.MaterializeResult:
         key, job_id = context.partition_key, context.run.tags.get(JOB_ID_TAG)
         with _as_failure():
             builder = tools.builder(catalog, store, fetcher, context.log)

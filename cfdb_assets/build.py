@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfdb_assets.formats import route_for
-from cfdb_assets.pipelines import ToolOptions, build_index, build_sorted, index_kind_of, tool_versions
+from cfdb_assets.pipelines import ToolOptions, build_index, build_sorted, index_kind_of
+from cfdb_assets.tools import tool_versions
 from cfdb_assets.planning import OutputOptions, plan_for
 from resources import (
     Artifact,

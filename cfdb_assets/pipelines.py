@@ -1,45 +1,37 @@
 """The tool pipelines: source file → sorted, block-compressed data (+ index where the sort can write
 it in the same pass) → index.
 
-Each step is a shell pipeline run under ``bash -o pipefail`` in its own process group (killed whole
-on cancellation), with ``LC_ALL=C`` and temp files inside the run's work directory. Pure: imports
-neither Dagster nor Starlette.
+Each step is a shell pipeline run by ``cfdb_assets.tools.run``. Pure: imports neither Dagster nor
+Starlette.
 """
 
 from __future__ import annotations
 
-import functools
 import gzip
 import os
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from cfdb_assets.formats import ALIGNMENTS, INTERVALS, Route
+from cfdb_assets.tools import ToolError, run
 
 __all__ = [
     "BAI_MAX",
     "PipelineError",
-    "ToolError",
     "ToolOptions",
     "build_index",
     "build_sorted",
     "index_kind_of",
-    "run",
-    "scrub",
     "sniff",
-    "tool_versions",
 ]
 
 BAI_MAX = 2**29 - 1  # BAI/TBI cannot index coordinates beyond this; CSI can
 INDEX_KINDS = ("bai", "tbi", "csi")
 SNIFF_BYTES = 64 * 1024
-_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)*[\w.+-]+")
 
 # Leading bytes of formats that must never be mistaken for text (reference §11.18: starch labelled
 # BED poisoned the original's cache).
@@ -66,12 +58,6 @@ class PipelineError(Exception):
     permanent = True
 
 
-class ToolError(Exception):
-    """A tool failed; the message carries the tail of its stderr with paths scrubbed."""
-
-    permanent = False  # a killed or starved tool may well succeed next time
-
-
 @dataclass(frozen=True)
 class ToolOptions:
     """How the tools run (defaults: resources.settings). Threads and sort memory never change the
@@ -80,78 +66,6 @@ class ToolOptions:
     threads: int
     sort_memory: str  # per thread for samtools sort; the whole buffer for GNU sort
     compression_level: int
-
-
-def scrub(text: str) -> str:
-    """Replace absolute paths with ``<path>`` (job errors are public)."""
-    return _PATH.sub("<path>", text)
-
-
-def run(cmd: str, cwd: Path) -> str:
-    """Run ``cmd`` under bash -o pipefail in its own process group; return stdout.
-
-    On any interruption (a cancelled Dagster run raises in this thread) the whole group is killed,
-    so no samtools or sort outlives its run."""
-    env = {**os.environ, "LC_ALL": "C", "TMPDIR": str(cwd)}
-    proc = subprocess.Popen(
-        ["bash", "-o", "pipefail", "-c", cmd],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        text=True,
-        errors="replace",
-    )
-    try:
-        out, err = proc.communicate()
-    except BaseException:
-        _kill_group(proc)
-        raise
-    if proc.returncode != 0:
-        tail = "\n".join(err.strip().splitlines()[-8:])[-800:]
-        tool = cmd.split()[0]
-        raise ToolError(f"{tool} failed (exit {proc.returncode}): {scrub(tail) or 'no error output'}")
-    return out
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=5)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@functools.cache
-def tool_versions() -> dict[str, str]:
-    """First version line of each tool (recorded in every manifest)."""
-    versions = {}
-    commands = {
-        "samtools": "samtools --version",
-        "htslib": "bgzip --version",
-        "sort": "sort --version",
-        "gffread": "gffread --version",
-    }
-    for tool, cmd in commands.items():
-        try:
-            out = subprocess.run(shlex.split(cmd), capture_output=True, check=True).stdout
-            versions[tool] = out.decode(errors="replace").splitlines()[0].strip()
-        except (OSError, subprocess.CalledProcessError, IndexError):
-            versions[tool] = "unavailable"
-    try:
-        import pybigtools
-
-        versions["pybigtools"] = pybigtools.__version__
-    except (ImportError, AttributeError):
-        versions["pybigtools"] = "unavailable"
-    return versions
 
 
 def sniff(path: Path) -> tuple[bool, bytes]:

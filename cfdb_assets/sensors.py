@@ -10,7 +10,7 @@ import dagster as dg
 
 from cfdb_assets.assets import FamilyDefs
 from cfdb_assets.names import CACHE_KEY_TAG, DCC_TAG, JOB_ID_TAG, PERMANENT_KEY, family_name
-from cfdb_assets.pipelines import scrub
+from cfdb_assets.tools import scrub
 from resources import Ledger
 
 __all__ = ["build_on_demand_sensor", "build_run_status_sensors", "error_text"]

@@ -9,19 +9,33 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
+
+from resources.ledger_schema import (
+    ACTIVE,
+    ACTIVE_STATES,
+    FAILED,
+    PERMANENT,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TRANSIENT,
+    ErrorKind,
+    JobState,
+    create_tables,
+    jobs,
+    make_engine,
+    sources,
+)
 
 __all__ = [
     "ACTIVE_STATES",
@@ -35,70 +49,8 @@ __all__ = [
     "SourceSpec",
 ]
 
-
-
-class JobState(StrEnum):
-    """A job's state in the ledger (``/jobs`` shows the original service's names for them)."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class ErrorKind(StrEnum):
-    """Whether a failure recurs on the same bytes (remembered) or not (the next request retries)."""
-
-    PERMANENT = "permanent"
-    TRANSIENT = "transient"
-
-
-QUEUED, RUNNING, SUCCEEDED, FAILED = JobState
-ACTIVE_STATES = (QUEUED, RUNNING)
-PERMANENT, TRANSIENT = ErrorKind
 ERROR_LIMIT = 1024
 
-metadata = sa.MetaData()
-
-sources = sa.Table(
-    "cfdb_sources",
-    metadata,
-    sa.Column("cache_key", sa.String(64), primary_key=True),
-    sa.Column("dcc", sa.String(64), nullable=False),
-    sa.Column("local_id", sa.String(256), nullable=False),
-    sa.Column("format", sa.String(64), nullable=False),
-    sa.Column("family", sa.String(32), nullable=False),
-    sa.Column("checksum", sa.String(80), nullable=False),
-    sa.Column("size", sa.BigInteger),
-    sa.Column("first_requested_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_requested_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-jobs = sa.Table(
-    "cfdb_jobs",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.String(36), nullable=False, unique=True),
-    sa.Column("cache_key", sa.String(64), sa.ForeignKey("cfdb_sources.cache_key"), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("run_id", sa.String(64)),
-    sa.Column("stages", sa.Text, nullable=False, default="[]"),
-    sa.Column("error", sa.Text),
-    sa.Column("error_kind", sa.String(16)),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-)
-_active = jobs.c.state.in_(ACTIVE_STATES)
-sa.Index(
-    "cfdb_jobs_one_active_per_key",
-    jobs.c.cache_key,
-    unique=True,
-    sqlite_where=_active,
-    postgresql_where=_active,
-)
-sa.Index("cfdb_jobs_key_id", jobs.c.cache_key, jobs.c.id)
-sa.Index("cfdb_jobs_state_id", jobs.c.state, jobs.c.id)
 
 
 class LedgerError(Exception):
@@ -156,32 +108,19 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _job(row: Any) -> Job:
-    return Job(
-        job_id=row.job_id,
-        cache_key=row.cache_key,
-        state=JobState(row.state),
-        run_id=row.run_id,
-        stages=tuple(json.loads(row.stages or "[]")),
-        error=row.error,
-        error_kind=ErrorKind(row.error_kind) if row.error_kind else None,
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
-        finished_at=_utc(row.finished_at),
-    )
+    values = {f.name: getattr(row, f.name) for f in fields(Job)}
+    return Job(**{
+        **values,
+        "state": JobState(row.state),
+        "stages": tuple(json.loads(row.stages or "[]")),
+        "error_kind": ErrorKind(row.error_kind) if row.error_kind else None,
+        **{k: _utc(values[k]) for k in ("created_at", "updated_at", "finished_at")},
+    })
 
 
 def _source(row: Any) -> SourceRow:
-    return SourceRow(
-        cache_key=row.cache_key,
-        dcc=row.dcc,
-        local_id=row.local_id,
-        format=row.format,
-        family=row.family,
-        checksum=row.checksum,
-        size=row.size,
-        first_requested_at=_utc(row.first_requested_at),
-        last_requested_at=_utc(row.last_requested_at),
-    )
+    values = {f.name: getattr(row, f.name) for f in fields(SourceRow)}
+    return SourceRow(**{**values, **{k: _utc(values[k]) for k in ("first_requested_at", "last_requested_at")}})
 
 
 def _now() -> datetime:
@@ -198,9 +137,9 @@ class Ledger(dg.ConfigurableResource):
     @property
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            engine = _make_engine(self.url)
+            engine = make_engine(self.url)
             try:
-                _create_tables(engine)
+                create_tables(engine)
             except BaseException:
                 engine.dispose()
                 raise
@@ -220,12 +159,12 @@ class Ledger(dg.ConfigurableResource):
             ) from None
 
     def request(
-        self, spec: SourceSpec, failure_retry: timedelta, max_active: int | None = None
+        self, spec: SourceSpec, failure_retry: timedelta, maxACTIVE: int | None = None
     ) -> tuple[Job, bool]:
         """Record a request for ``spec.cache_key``; return its active job (or a new one) and
         whether this call created it. A permanent failure younger than ``failure_retry`` is
         returned instead of a new job, so a broken source is not downloaded again on every GET.
-        With ``max_active``, new work beyond that many active jobs raises AdmissionRejected;
+        With ``maxACTIVE``, new work beyond that many active jobs raises AdmissionRejected;
         attaching to an existing job never does."""
         now = _now()
         with self._begin() as conn:
@@ -246,8 +185,8 @@ class Ledger(dg.ConfigurableResource):
                         and now - job.finished_at < failure_retry
                     ):
                         return job, False
-            if max_active is not None and self.active_count() >= max_active:
-                raise AdmissionRejected(f"{max_active} preprocessing jobs are already active.")
+            if maxACTIVE is not None and self.active_count() >= maxACTIVE:
+                raise AdmissionRejected(f"{maxACTIVE} preprocessing jobs are already active.")
             job_id = str(uuid.uuid4())
             try:
                 with self._begin() as conn:
@@ -269,7 +208,7 @@ class Ledger(dg.ConfigurableResource):
     def active_count(self) -> int:
         """How many jobs are queued or running (the admission ceiling's count; soft under races)."""
         with self._connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(jobs).where(_active)).scalar_one()
+            return conn.execute(sa.select(sa.func.count()).select_from(jobs).where(ACTIVE)).scalar_one()
 
     def register_source(self, spec: SourceSpec) -> None:
         """Record a source without requesting work (e.g. before an operator backfill)."""
@@ -345,7 +284,7 @@ class Ledger(dg.ConfigurableResource):
             with self._begin() as conn:
                 result = conn.execute(
                     jobs.update()
-                    .where(jobs.c.job_id == job_id, jobs.c.stages == json.dumps(list(job.stages)), _active)
+                    .where(jobs.c.job_id == job_id, jobs.c.stages == json.dumps(list(job.stages)), ACTIVE)
                     .values(stages=stages, updated_at=_now())
                 )
             if result.rowcount == 1:
@@ -364,7 +303,7 @@ class Ledger(dg.ConfigurableResource):
     def _update(self, job_id: str, **values: Any) -> bool:
         values.setdefault("updated_at", _now())
         with self._begin() as conn:
-            result = conn.execute(jobs.update().where(jobs.c.job_id == job_id, _active).values(**values))
+            result = conn.execute(jobs.update().where(jobs.c.job_id == job_id, ACTIVE).values(**values))
         return result.rowcount == 1
 
     def _get_job(self, job_id: str) -> Job:
@@ -410,52 +349,3 @@ class Ledger(dg.ConfigurableResource):
             yield
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise LedgerError(f"The ledger database cannot be reached ({type(exc).__name__}).") from None
-
-
-def _create_tables(engine: sa.Engine, attempts: int = 5) -> None:
-    """create_all, tolerating other processes creating the same tables at the same moment (the
-    loser of that race gets "already exists"; a retry with checkfirst then sees the tables)."""
-    with engine.connect():
-        pass  # an unreachable database fails here, at once, without retries
-    for attempt in range(attempts):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except (sa.exc.ProgrammingError, sa.exc.IntegrityError, sa.exc.OperationalError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
-def _make_engine(url: str) -> sa.Engine:
-    if url.startswith("sqlite"):
-        database = sa.make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):
-            # WAL lets the API, the sensor and run workers read while one of them writes.
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=30000")
-            for attempt in range(100):
-                # Switching a new file to WAL does not wait on busy_timeout: processes opening it
-                # together get "database is locked" until one has switched it (WAL persists).
-                try:
-                    cur.execute("PRAGMA journal_mode=WAL")
-                    break
-                except dbapi_conn.OperationalError:
-                    if attempt == 99:
-                        raise
-                    time.sleep(0.05)
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    parsed = sa.make_url(url)
-    if parsed.drivername == "postgresql":
-        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed; the
-        # project (and dagster-postgres) ship psycopg2.
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(parsed, pool_pre_ping=True)

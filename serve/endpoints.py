@@ -61,12 +61,14 @@ class Endpoints:
         if isinstance(answer, Proxy):
             return upstream_response(request, self.fetcher, answer.url, answer.filename, answer.media_type)
         if isinstance(answer, Hit):
+            ready = answer.file
+            assert ready.manifest is not None
             try:
-                return artifact_response(request, self.store, answer.manifest, answer.name, immutable=False)
+                return artifact_response(request, self.store, ready.manifest, answer.name, immutable=False)
             except ArtifactMissing:
-                log.warning("Artifact %s vanished after lookup; requesting a rebuild.", answer.plan.cache_key)
-                self.files.forget(answer.manifest.cache_key)
-                answer = self.files.miss(answer.record, answer.plan, kind, head)
+                log.warning("Artifact %s vanished after lookup; requesting a rebuild.", ready.plan.cache_key)
+                self.files.forget(ready.manifest.cache_key)
+                answer = self.files.miss(ready.record, ready.plan, kind, head)
         return accepted(answer)
 
     def data_status(self, request: Request) -> Response:

@@ -73,11 +73,9 @@ class FileState:
 
 @dataclass(frozen=True)
 class Hit:
-    """A request answered from the store: this artifact of a ready set."""
+    """A request answered from the store: the artifact ``name`` of a ready file."""
 
-    record: FileRecord
-    plan: Plan
-    manifest: Manifest
+    file: FileState
     name: str
 
 
@@ -147,7 +145,8 @@ class Files:
             raise HTTPProblem(422, f"{plan.refusal} Add ?raw=true for the upstream file.")
         manifest = self.manifest(plan.cache_key)
         if manifest is not None:
-            return Hit(record, plan, manifest, (manifest.data if kind == Stage.DATA else manifest.index).name)
+            name = (manifest.data if kind == Stage.DATA else manifest.index).name
+            return Hit(FileState(record, plan, FileStatus.READY, manifest=manifest), name)
         return self.miss(record, plan, kind, head)
 
     def miss(self, record: FileRecord, plan: Plan, kind: str, head: bool) -> Job:

@@ -58,7 +58,7 @@ def write_demo(out: Path) -> Path:
     src.mkdir(exist_ok=True)
     files = {
         "ENCFF000BED.bed": bed_text(SEED, 2000).encode(),
-        "ENCFF000SAM.sam": sam_text(SEED + 1, 1000).encode(),
+        "ENCFF000SAM.sam": sam_text(SEED + 1, 1000, unmapped=0, placed_unmapped=0).encode(),
         "ENCFF000NPK.narrowPeak": bed_text(SEED + 2, 500, kind="narrowPeak").encode(),
         "4DNFIVCF0001.vcf.gz": gzip.compress(vcf_text(SEED + 3, 500).encode(), mtime=0),
         "4DNFIGFF0001.gff3": gff3_text(SEED + 4, 200).encode(),

@@ -698,7 +698,7 @@ def test_a_result_with_zero_data_lines_is_refused(tmp_path, case):
 )
 def test_truncated_compressed_input_is_refused(tmp_path, label, make, threads):
     whole = make(tmp_path)
-    opts = ToolOptions(threads=threads, sort_memory=OPTS.sort_memory)
+    opts = ToolOptions(threads=threads, sort_memory=OPTS.sort_memory, compression_level=OPTS.compression_level)
 
     # Several cut points: with threads, htslib's outcome on a truncated stream is a race.
     for k, fraction in enumerate((0.6, 0.35, 0.5, 0.7, 0.8, 0.9)):

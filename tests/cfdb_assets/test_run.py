@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cfdb_assets.pipelines import ToolError, run, scrub
+from cfdb_assets.tools import ToolError, run, scrub
 
 
 def _processes_running(needle: str) -> list[int]:

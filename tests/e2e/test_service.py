@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,6 +80,11 @@ def test_bed_miss_runs_pending_running_completed_then_serves_bgzip_and_tbi(servi
             assert got == want, (chrom, start, end)
 
 
+def _reference_span(cigar: str) -> int:
+    """Reference bases a CIGAR covers (M, D, N, =, X consume the reference)."""
+    return sum(int(n) for n, op in re.findall(r"(\d+)([MIDNSHP=X])", cigar) if op in "MDN=X")
+
+
 def test_sam_miss_becomes_sorted_bam_with_bai_queryable_by_pysam(service, tmp_path):
     _, seen = _request_and_wait(service, "ENCFF000SAM")
     assert seen[-1] == "completed" and seen[0] == "pending", seen
@@ -99,8 +105,9 @@ def test_sam_miss_becomes_sorted_bam_with_bai_queryable_by_pysam(service, tmp_pa
         assert aln.mapped == len(records)
         for chrom, start, end in _regions(random.Random(11)):
             got = sorted(r.query_name for r in aln.fetch(chrom, start, end))
-            # 100M reads: 1-based POS p covers [p-1, p+99) in 0-based half-open coordinates.
-            want = sorted(f[0] for f in records if f[2] == chrom and int(f[3]) - 1 < end and int(f[3]) + 99 > start)
+            # 1-based POS p with a CIGAR spanning n reference bases covers [p-1, p-1+n), 0-based half-open.
+            want = sorted(f[0] for f in records
+                          if f[2] == chrom and int(f[3]) - 1 < end and int(f[3]) - 1 + _reference_span(f[5]) > start)
             assert got == want, (chrom, start, end)
 
 

@@ -1,0 +1,90 @@
+"""The tool runner: shell pipelines under ``bash -o pipefail`` in their own process group (killed
+whole on cancellation), with ``LC_ALL=C`` and temp files in the run's work directory; the tools'
+versions (recorded in every manifest); and the scrubbing of paths from public errors. Pure: imports
+neither Dagster nor Starlette.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+__all__ = ["ToolError", "run", "scrub", "tool_versions"]
+
+_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)*[\w.+-]+")
+
+
+class ToolError(Exception):
+    """A tool failed; the message carries the tail of its stderr with paths scrubbed."""
+
+    permanent = False  # a killed or starved tool may well succeed next time
+
+
+def scrub(text: str) -> str:
+    """Replace absolute paths with ``<path>`` (job errors are public)."""
+    return _PATH.sub("<path>", text)
+
+
+def run(cmd: str, cwd: Path) -> str:
+    """Run ``cmd`` under bash -o pipefail in its own process group; return stdout.
+
+    On any interruption (a cancelled Dagster run raises in this thread) the whole group is killed,
+    so no samtools or sort outlives its run."""
+    env = {**os.environ, "LC_ALL": "C", "TMPDIR": str(cwd)}
+    proc = subprocess.Popen(
+        ["bash", "-o", "pipefail", "-c", cmd], cwd=cwd, env=env, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+    )
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        _kill_group(proc)
+        raise
+    if proc.returncode != 0:
+        tail = "\n".join(err.strip().splitlines()[-8:])[-800:]
+        tool = cmd.split()[0]
+        raise ToolError(f"{tool} failed (exit {proc.returncode}): {scrub(tail) or 'no error output'}")
+    return out
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@functools.cache
+def tool_versions() -> dict[str, str]:
+    """First version line of each tool (recorded in every manifest)."""
+    versions = {}
+    commands = {
+        "samtools": "samtools --version",
+        "htslib": "bgzip --version",
+        "sort": "sort --version",
+        "gffread": "gffread --version",
+    }
+    for tool, cmd in commands.items():
+        try:
+            out = subprocess.run(shlex.split(cmd), capture_output=True, check=True).stdout
+            versions[tool] = out.decode(errors="replace").splitlines()[0].strip()
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            versions[tool] = "unavailable"
+    try:
+        import pybigtools
+
+        versions["pybigtools"] = pybigtools.__version__
+    except (ImportError, AttributeError):
+        versions["pybigtools"] = "unavailable"
+    return versions
