@@ -5,7 +5,9 @@ Each adapter is a Dagster ``ConfigurableResource`` that also works without Dagst
 a caller is expected to handle is exported here. Imports nothing of ours.
 """
 
-from resources.catalog import Catalog, CatalogError, FileCatalog, FileRecord, LoadReport, MongoCatalog, open_catalog
+from resources.catalog import Catalog, CatalogError, FileRecord, LoadReport
+from resources.catalog_jsonl import FileCatalog, S3Catalog
+from resources.catalog_mongo import MongoCatalog
 from resources.fetcher import (
     ChecksumMismatch,
     FetchError,
@@ -21,7 +23,7 @@ from resources.ranges import ByteRange, MalformedRange, RangeNotSatisfiable
 from resources.records import Artifact, Manifest, SortedStage, SourceIdentity
 from resources.settings import Settings, SettingsError
 from resources.store import ArtifactMissing, ArtifactStore, LocalStore, S3Store, StoreError, open_store
-from resources.wiring import Adapters, adapters
+from resources.wiring import Adapters, adapters, open_catalog
 
 __all__ = [
     "Adapters",
@@ -48,6 +50,7 @@ __all__ = [
     "MongoCatalog",
     "PermanentFetchError",
     "RangeNotSatisfiable",
+    "S3Catalog",
     "S3Store",
     "Settings",
     "SettingsError",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["LOCAL", "PRODUCTION", "Settings", "SettingsError"]
 
 DEFAULT_DCCS = ("4dn", "encode", "hubmap")
 # The tool knobs' defaults, here and nowhere else. The BGZF level shapes the artifact bytes (so the
@@ -27,8 +27,40 @@ DEFAULT_SORT_MEMORY = "768M"  # per thread for samtools sort; the whole buffer f
 _MEMORY = re.compile(r"^\d+[KMG]?$", re.IGNORECASE)
 
 
+LOCAL, PRODUCTION = "local", "production"
+# Run launchers that run on this machine; any other one (EcsRunLauncher) means a fleet of workers
+# that must share the ledger, the store and the catalog with the API.
+LOCAL_LAUNCHERS = {"DefaultRunLauncher"}
+
+
 class SettingsError(ValueError):
     """An environment variable has a value the service cannot use."""
+
+
+def _profile(environ: Mapping[str, str]) -> str:
+    """CFDB_PROFILE, else production when $DAGSTER_HOME/dagster.yaml names a remote run launcher."""
+    raw = environ.get("CFDB_PROFILE", "").strip().lower()
+    if raw:
+        if raw not in (LOCAL, PRODUCTION):
+            raise SettingsError(f"CFDB_PROFILE={raw!r} is not a profile; use local or production.")
+        return raw
+    launcher = _run_launcher(environ.get("DAGSTER_HOME", "").strip())
+    return PRODUCTION if launcher and launcher not in LOCAL_LAUNCHERS else LOCAL
+
+
+def _run_launcher(dagster_home: str) -> str | None:
+    """The class name of the instance's run launcher (None: the default one)."""
+    if not dagster_home:
+        return None
+    try:
+        import yaml
+
+        with open(Path(dagster_home) / "dagster.yaml", encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
+    except (OSError, ValueError):  # no instance file (the default launcher), or one Dagster will refuse
+        return None
+    launcher = config.get("run_launcher") if isinstance(config, dict) else None
+    return str(launcher.get("class")) if isinstance(launcher, dict) and launcher.get("class") else None
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -89,11 +121,37 @@ class Settings:
     max_active_jobs: int = 1024
     allow_file_urls: bool = True
     s3_redirect: bool = False
+    profile: str = LOCAL
+
+    def check(self) -> None:
+        """Refuse settings that cannot work for this profile (once, at startup): in production the
+        API, the daemon and every run worker must share the ledger, the store and the catalog, and
+        never read the local disk of whichever machine they happen to run on."""
+        if self.profile != PRODUCTION:
+            return
+        problems = []
+        if self.ledger_url.startswith("sqlite"):
+            problems.append("the request ledger is a SQLite file; set CFDB_LEDGER_URL to the shared Postgres "
+                            "(postgresql://user@host/db)")
+        if not self.store.startswith("s3://"):
+            problems.append("the artifact store is a local directory; set CFDB_STORE=s3://bucket/prefix "
+                            "(or CFDB_S3_BUCKET)")
+        if "://" not in self.catalog or self.catalog.startswith("file://"):
+            problems.append("the catalog is a file on local disk; set CFDB_CATALOG to a mongodb:// URI or an "
+                            "s3://bucket/key JSON Lines snapshot")
+        if self.allow_file_urls:
+            problems.append("file:// access URLs are allowed; set CFDB_ALLOW_FILE_URLS=false")
+        if problems:
+            raise SettingsError(
+                "The production profile (CFDB_PROFILE=production, or a remote run launcher in "
+                f"$DAGSTER_HOME/dagster.yaml) refuses to start: {'; '.join(problems)}."
+            )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the ``CFDB_*`` variables (defaults: the embedded, local profile)."""
         env = os.environ if environ is None else environ
+        profile = _profile(env)
         data_dir = Path(env.get("CFDB_DATA_DIR", "").strip() or ".cfdb").absolute()
         dccs = tuple(d.strip().lower() for d in env.get("CFDB_DCCS", ",".join(DEFAULT_DCCS)).split(",") if d.strip())
         for dcc in dccs:
@@ -120,6 +178,7 @@ class Settings:
             cors_origin=env.get("CFDB_CORS_ORIGIN", "").strip() or "*",
             processing=_bool(env, "CFDB_PROCESSING", True),
             max_active_jobs=_int(env, "CFDB_MAX_ACTIVE_JOBS", 1024, 0, 10**7),
-            allow_file_urls=_bool(env, "CFDB_ALLOW_FILE_URLS", True),
+            allow_file_urls=_bool(env, "CFDB_ALLOW_FILE_URLS", profile == LOCAL),  # demo: file://
             s3_redirect=_bool(env, "CFDB_S3_REDIRECT", False),
+            profile=profile,
         )

@@ -28,6 +28,7 @@ __all__ = ["MANIFEST", "STAGE_SORTED", "ArtifactMissing", "ArtifactStore", "Loca
 
 MANIFEST = "manifest.json"
 STAGE_SORTED = "stage-sorted.json"
+STAGE_TAG = "cfdb-stage=true"  # S3 object tag of stage records
 CHUNK = 256 * 1024
 
 
@@ -246,9 +247,12 @@ class S3Store(ArtifactStore):
 
     def put_json(self, key: str, name: str, value: dict[str, Any]) -> None:
         body = json.dumps(value, indent=2, sort_keys=True).encode()
+        # Stage records are scaffolding: tagged so the bucket's lifecycle rule expires them
+        # (deploy/cloudformation.yaml); a prefix cannot tell them apart from artifacts.
+        tagging = {"Tagging": STAGE_TAG} if name.startswith("stage-") else {}
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=self._object(key, name), Body=body, ContentType="application/json"
+                Bucket=self.bucket, Key=self._object(key, name), Body=body, ContentType="application/json", **tagging
             )
         except Exception as exc:  # noqa: BLE001
             raise StoreError(f"Writing {key}/{name} to s3://{self.bucket} failed: {_reason(exc)}.") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 import mongomock
 import pytest
 
-from resources import Catalog, CatalogError, FileCatalog, FileRecord, MongoCatalog, open_catalog
+from resources import Catalog, CatalogError, FileCatalog, FileRecord, MongoCatalog, S3Catalog, open_catalog
 
 # `files` documents (materialized C2M2 records), inserted out of local_id order on purpose.
 DOCS = [
@@ -59,13 +59,25 @@ def mongo_catalog(files: list[dict], raw: list[dict] = (), dccs: list[str] | Non
     return catalog
 
 
-@pytest.fixture(params=["file", "mongo"])
+def s3_catalog(request, docs: list[dict], **kwargs) -> S3Catalog:
+    """A JSON Lines snapshot uploaded to a bucket on moto's S3 server."""
+    import boto3
+
+    bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("moto_server")
+    body = "".join(json.dumps(d) + "\n" for d in docs).encode()
+    boto3.client("s3", endpoint_url=endpoint).put_object(Bucket=bucket, Key="snapshots/catalog.jsonl", Body=body)
+    return open_catalog(f"s3://{bucket}/snapshots/catalog.jsonl", endpoint_url=endpoint, **kwargs)
+
+
+@pytest.fixture(params=["file", "s3", "mongo"])
 def make_catalog(request, tmp_path):
     """Builds a catalog of the parametrized kind holding the given `files` documents."""
 
     def make(docs: list[dict]) -> Catalog:
         if request.param == "file":
             return FileCatalog(path=str(write_jsonl(tmp_path / "catalog.jsonl", docs)))
+        if request.param == "s3":
+            return s3_catalog(request, docs)
         return mongo_catalog(docs)
 
     return make
@@ -317,7 +329,7 @@ def test_open_catalog_picks_mongo_catalog_for_mongodb_uris(uri):
     assert (catalog.uri, catalog.database) == (uri, "cfdb_alt")
 
 
-@pytest.mark.parametrize("location", ["http://x", "https://example.org/catalog.jsonl", "s3://bucket/c.jsonl"])
+@pytest.mark.parametrize("location", ["http://x", "https://example.org/catalog.jsonl", "ftp://host/c.jsonl"])
 def test_open_catalog_rejects_other_schemes_listing_the_accepted_ones(location):
     with pytest.raises(CatalogError) as caught:
         open_catalog(location)
@@ -325,6 +337,33 @@ def test_open_catalog_rejects_other_schemes_listing_the_accepted_ones(location):
     message = str(caught.value)
     assert location in message
     assert all(scheme in message for scheme in ("file path", "file://", "mongodb://", "mongodb+srv://"))
+
+
+# --- the S3 snapshot ------------------------------------------------------------------------------
+
+
+def test_s3_catalog_reloads_when_the_snapshot_changes(request):
+    first = s3_catalog(request, DOCS[:1])
+    catalog = S3Catalog(bucket=first.bucket, key=first.key, endpoint_url=first.endpoint_url, refresh_s=0)
+    assert [r.local_id for r in catalog.list("encode", 10)] == [DOCS[0]["local_id"]]
+
+    s3_catalog(request, DOCS)  # a new snapshot under the same key: a new ETag
+
+    assert len(catalog.list("encode", 100)) == len(ENCODE_IDS)
+
+
+def test_s3_catalog_that_cannot_be_read_is_a_catalog_error_naming_the_variable(request):
+    catalog = open_catalog(f"s3://{request.getfixturevalue('s3_bucket')}/missing.jsonl",
+                           endpoint_url=request.getfixturevalue("moto_server"))
+
+    with pytest.raises(CatalogError, match=r"cannot be read .*check CFDB_CATALOG"):
+        catalog.check()
+
+
+@pytest.mark.parametrize("location", ["s3://", "s3://bucket", "s3://bucket/"])
+def test_s3_catalog_location_needs_a_bucket_and_a_key(location):
+    with pytest.raises(CatalogError, match=r"expected s3://bucket/key\.jsonl"):
+        open_catalog(location)
 
 
 # --- what a load skips ------------------------------------------------------------------------------

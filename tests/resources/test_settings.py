@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -167,3 +170,82 @@ def test_invalid_values_raise_settings_error_naming_variable_and_value(tmp_path,
 
 def test_settings_error_is_a_value_error():
     assert issubclass(SettingsError, ValueError)
+
+
+# --- the production guard --------------------------------------------------------------------------
+
+PRODUCTION_OK = {
+    "CFDB_PROFILE": "production",
+    "CFDB_LEDGER_URL": "postgresql://cfdb@db.internal/cfdb",
+    "CFDB_STORE": "s3://artifacts/cfdb",
+    "CFDB_CATALOG": "mongodb://catalog.internal:27017",
+}
+
+
+def test_production_settings_that_share_everything_pass_and_refuse_file_urls_by_default():
+    settings = Settings.from_environ(PRODUCTION_OK)
+
+    settings.check()
+    assert settings.profile == "production" and settings.allow_file_urls is False
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        ({"CFDB_LEDGER_URL": ""}, "CFDB_LEDGER_URL"),
+        ({"CFDB_LEDGER_URL": "sqlite:////tmp/ledger.db"}, "CFDB_LEDGER_URL"),
+        ({"CFDB_STORE": "/var/lib/cfdb/artifacts"}, "CFDB_STORE"),
+        ({"CFDB_STORE": ""}, "CFDB_STORE"),
+        ({"CFDB_CATALOG": "/data/catalog.jsonl"}, "CFDB_CATALOG"),
+        ({"CFDB_CATALOG": "file:///data/catalog.jsonl"}, "CFDB_CATALOG"),
+        ({"CFDB_ALLOW_FILE_URLS": "true"}, "CFDB_ALLOW_FILE_URLS=false"),
+    ],
+    ids=["no-ledger", "sqlite-ledger", "local-store", "default-store", "catalog-file", "catalog-file-uri", "file-urls"],
+)
+def test_production_refuses_each_local_only_setting_naming_the_variable(change, variable):
+    settings = Settings.from_environ({**PRODUCTION_OK, **change})
+
+    with pytest.raises(SettingsError, match="refuses to start") as caught:
+        settings.check()
+    assert variable in str(caught.value)
+
+
+def test_an_s3_catalog_snapshot_is_fine_in_production():
+    Settings.from_environ({**PRODUCTION_OK, "CFDB_CATALOG": "s3://snapshots/catalog.jsonl"}).check()
+
+
+def test_a_remote_run_launcher_in_the_instance_means_production(tmp_path):
+    (tmp_path / "dagster.yaml").write_text(
+        "run_launcher:\n  module: dagster_aws.ecs\n  class: EcsRunLauncher\n  config: {}\n"
+    )
+    settings = Settings.from_environ({"DAGSTER_HOME": str(tmp_path), "CFDB_DATA_DIR": str(tmp_path / "d")})
+
+    assert settings.profile == "production"
+    with pytest.raises(SettingsError, match="CFDB_LEDGER_URL"):
+        settings.check()
+
+
+@pytest.mark.parametrize("instance", [None, "telemetry:\n  enabled: false\n",
+                                      "run_launcher:\n  module: dagster\n  class: DefaultRunLauncher\n"])
+def test_the_embedded_instance_is_the_local_profile(tmp_path, instance):
+    if instance is not None:
+        (tmp_path / "dagster.yaml").write_text(instance)
+    settings = Settings.from_environ({"DAGSTER_HOME": str(tmp_path), "CFDB_DATA_DIR": str(tmp_path / "d")})
+
+    assert settings.profile == "local" and settings.allow_file_urls is True
+    settings.check()
+
+
+def test_an_unknown_profile_is_refused():
+    with pytest.raises(SettingsError, match="CFDB_PROFILE='staging' is not a profile"):
+        Settings.from_environ({"CFDB_PROFILE": "staging"})
+
+
+def test_the_api_refuses_to_start_with_a_sentence_on_local_only_production_settings(tmp_path):
+    env = {**os.environ, "CFDB_PROFILE": "production", "CFDB_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", "import serve.asgi"], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("cfdb-assets API cannot start: The production profile")
+    assert "Traceback" not in proc.stderr and "CFDB_LEDGER_URL" in proc.stderr

@@ -58,6 +58,23 @@ def test_manifest_is_the_commit_marker(store, tmp_path):
     assert store.sorted_stage(KEY) == manifest.sorted
 
 
+def test_s3_stage_records_carry_the_tag_the_lifecycle_rule_expires(request, tmp_path):
+    import boto3
+
+    store = S3Store(bucket=request.getfixturevalue("s3_bucket"), prefix="cache/v1",
+                    endpoint_url=request.getfixturevalue("moto_server"))
+    manifest = manifest_for(KEY, data=("data.bam", 1))
+    store.put_sorted_stage(KEY, manifest.sorted)
+    store.put_manifest(KEY, manifest)
+    s3 = boto3.client("s3", endpoint_url=store.endpoint_url)
+
+    def tags(name):
+        return s3.get_object_tagging(Bucket=store.bucket, Key=f"cache/v1/{KEY}/{name}")["TagSet"]
+
+    assert tags("stage-sorted.json") == [{"Key": "cfdb-stage", "Value": "true"}]
+    assert tags("manifest.json") == []
+
+
 def test_valid_manifest_rejects_a_size_mismatch(store, tmp_path):
     store.check()
     store.put_file(KEY, "data.bam", _source(tmp_path))
