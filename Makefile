@@ -15,7 +15,9 @@ setup:
 run: setup
 	@scripts/run.sh
 
-test: setup
+# `test` also installs podman, runc and mmdebstrap for the container image tests (tests/deploy).
+test:
+	@scripts/setup.sh test
 	@scripts/test.sh
 
 lint: setup

@@ -2,6 +2,9 @@
 # Install everything cfdb-assets needs on a fresh Debian machine (run as root, or with sudo):
 # the bioinformatics tools from Debian, and a virtualenv with the pinned Python packages.
 # Idempotent: a second run only checks.
+# `scripts/setup.sh test` (what `make test` runs) also installs the container tools the image tests
+# (tests/deploy) need, as root: podman with runc, and mmdebstrap to make the Debian base without a
+# registry (reference: shared/reference/containers.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +13,11 @@ for tool in samtools:samtools bgzip:tabix tabix:tabix gffread:gffread node:nodej
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ "${1:-}" = test ]; then
+  for tool in podman:podman runc:runc mmdebstrap:mmdebstrap; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
+  done
+fi
 if ((${#need_apt[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: installing Debian packages: ${need_apt[*]}"
