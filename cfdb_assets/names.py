@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["CACHE_KEY_TAG", "DCC_TAG", "JOB_ID_TAG", "PERMANENT_KEY", "Stage", "family_name"]
+__all__ = ["ATTEMPT_TAG", "CACHE_KEY_TAG", "DCC_TAG", "JOB_ID_TAG", "PERMANENT_KEY", "Stage", "family_name", "run_key"]
 
 # Run tags: how a run is tied to its ledger job, and how an operator finds it in the UI.
 JOB_ID_TAG = "cfdb/job_id"
+ATTEMPT_TAG = "cfdb/attempt"  # the job's build attempt: a transient failure is retried as a new attempt
 CACHE_KEY_TAG = "cfdb/cache_key"
 DCC_TAG = "cfdb/dcc"
 
@@ -26,3 +27,9 @@ class Stage(StrEnum):
 def family_name(dcc: str, family: str) -> str:
     """The name of one DCC × family's partitions definition, job and asset group."""
     return f"{dcc}_{family}"
+
+
+def run_key(job_id: str, attempt: int) -> str:
+    """The sensor's run key of one attempt of a job: a new attempt is a new run (Dagster never runs
+    a key twice, even after a failure)."""
+    return f"{job_id}:{attempt}"

@@ -1,34 +1,42 @@
-"""Sensors: the on-demand sensor turns queued ledger jobs into runs; run-status sensors write the
-outcome back. Both are thin: one ledger query per tick, no fetching, no tools.
+"""Sensors: the on-demand sensor turns queued ledger jobs into runs and reconciles the jobs in
+flight; run-status sensors settle a run's job the moment it ends. All are thin: bounded ledger
+queries per tick, no fetching, no tools.
 """
 
-
-import json
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from cfdb_assets.assets import FamilyDefs
-from cfdb_assets.names import CACHE_KEY_TAG, DCC_TAG, JOB_ID_TAG, PERMANENT_KEY, family_name
-from cfdb_assets.tools import scrub
-from resources import Ledger
+from cfdb_assets.names import ATTEMPT_TAG, CACHE_KEY_TAG, DCC_TAG, JOB_ID_TAG, family_name, run_key
+from cfdb_assets.reconcile import Action, decide, outcome_of, runs_of, settle
+from resources import Job, Ledger
 
-__all__ = ["build_on_demand_sensor", "build_run_status_sensors", "error_text"]
+__all__ = ["Policy", "build_on_demand_sensor", "build_run_status_sensors"]
 
-BATCH = 500
-ORPHAN_BATCH = 100
-ORPHAN_GRACE_S = 60
-FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+BATCH = 200  # queued jobs turned into runs per tick (each run costs the daemon ~0.3 s to create)
+RECONCILE_BATCH = 200  # in-flight jobs checked per tick
+TICK_BUDGET_S = 20.0  # well inside the 60 s sensor timeout, however slow the ledger is
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How many attempts a job gets, and how long a requested run may take to appear."""
+
+    max_attempts: int = 3
+    request_grace_s: float = 120.0
 
 
 def build_on_demand_sensor(
-    families: list[FamilyDefs], minimum_interval_seconds: int = 2, orphan_grace_s: float = ORPHAN_GRACE_S
+    families: list[FamilyDefs], minimum_interval_seconds: int = 2, policy: Policy | None = None
 ) -> dg.SensorDefinition:
-    """One sensor for every family job: reads queued jobs, adds partitions, requests runs.
-
-    The cursor holds the ids of queued jobs already requested, so each is requested once while the
-    run waits in Dagster's queue; ``run_key=job_id`` makes a re-request after a failed tick harmless,
-    and a retried file gets a new job id, hence a new run."""
+    """One sensor for every family job. Each tick: settle a batch of in-flight jobs against their
+    runs (the reconciler walks them all, a batch per tick, from the cursor), then request a run for
+    each queued job (``run_key = job_id:attempt``) and mark it ``requested``, so no tick reads it
+    again; its partition is added in the same SensorResult."""
+    policy = policy or Policy()
     by_name = {family.spec.name: family for family in families}
     jobs = [job for family in families for job in family.definitions.jobs or []]
 
@@ -37,18 +45,17 @@ def build_on_demand_sensor(
         jobs=jobs,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Turns cache misses recorded in the request ledger into partitioned runs.",
+        description="Turns cache misses recorded in the request ledger into partitioned runs, and "
+        "keeps every job in flight true to its run.",
     )
     def on_demand(context: dg.SensorEvaluationContext, ledger: Ledger):
-        _finish_orphans(context.instance, ledger, orphan_grace_s)
-        queued = ledger.queued(limit=BATCH)
-        seen = set(json.loads(context.cursor)) if context.cursor else set()
-        new = [(job, src) for job, src in queued if job.job_id not in seen]
-        if not new:
-            return dg.SensorResult(skip_reason="No new requests.", cursor=_cursor(queued))
+        deadline = time.monotonic() + TICK_BUDGET_S
+        position = _reconcile(context.instance, ledger, int(context.cursor or 0), policy)
         partitions: dict[str, list[str]] = {}
-        run_requests = []
-        for job, src in new:
+        run_requests, requested = [], []
+        for job, src in ledger.queued(limit=BATCH):
+            if time.monotonic() > deadline:
+                break
             name = family_name(src.dcc, src.family)
             if name not in by_name:
                 # The API and this code location disagree on CFDB_DCCS: fail the job, visibly.
@@ -57,86 +64,71 @@ def build_on_demand_sensor(
                     "CFDB_DCCS differs between the API and Dagster."))
                 continue
             partitions.setdefault(name, []).append(job.cache_key)
-            run_requests.append(
-                dg.RunRequest(
-                    job_name=name,
-                    partition_key=job.cache_key,
-                    run_key=job.job_id,
-                    tags={JOB_ID_TAG: job.job_id, CACHE_KEY_TAG: job.cache_key, DCC_TAG: src.dcc},
-                )
-            )
+            tags = {JOB_ID_TAG: job.job_id, ATTEMPT_TAG: str(job.attempt), CACHE_KEY_TAG: job.cache_key, DCC_TAG: src.dcc}
+            run_requests.append(dg.RunRequest(job_name=name, partition_key=job.cache_key,
+                                              run_key=run_key(job.job_id, job.attempt), tags=tags))
+            requested.append(job.job_id)
+        # Marked before the daemon creates the runs: a run that never appears is asked for again by
+        # the reconciler after the grace period; a repeated request of the same key is a no-op.
+        ledger.mark_requested(requested)
+        if not run_requests:
+            return dg.SensorResult(skip_reason="No new requests.", cursor=str(position))
         return dg.SensorResult(
             run_requests=run_requests,
             dynamic_partitions_requests=[
                 by_name[name].partitions.build_add_request(sorted(set(keys))) for name, keys in partitions.items()
             ],
-            cursor=_cursor(queued),
+            cursor=str(position),
         )
 
     return on_demand
 
 
-def _cursor(queued: list) -> str:
-    return json.dumps(sorted(job.job_id for job, _ in queued))
+def _reconcile(instance: dg.DagsterInstance, ledger: Ledger, after_id: int, policy: Policy) -> int:
+    """Settle one batch of in-flight jobs after ledger row ``after_id``; the next position (0 once
+    the walk reached the end, so the next tick starts over)."""
+    batch = ledger.in_flight(after_id, limit=RECONCILE_BATCH)
+    runs = runs_of(instance, batch)
+    now = datetime.now(UTC)
+    for job in batch:
+        _settle_job(instance, ledger, job, runs.get(job.job_id), now, policy)
+    return batch[-1].id if len(batch) == RECONCILE_BATCH else 0
 
 
-def _finish_orphans(instance: dg.DagsterInstance, ledger: Ledger, grace_s: float) -> None:
-    """Jobs still 'running' whose run ended over a minute ago: the run-status sensor missed them (a
-    ledger outage during its tick moves its cursor anyway). Finish them from the run's status."""
-    for job in ledger.running(limit=ORPHAN_BATCH):
-        record = instance.get_run_record_by_id(job.run_id) if job.run_id else None
-        if record is None or record.dagster_run.status not in FINISHED:
-            continue
-        if record.end_time is None or time.time() - record.end_time < grace_s:
-            continue  # the run-status sensors write the precise outcome first
-        if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS:
-            ledger.finish(job.job_id, succeeded=True)
-        else:
-            ledger.finish(job.job_id, succeeded=False, error=(
-                f"The run {job.run_id} ended {record.dagster_run.status.value.lower()}; "
-                "its details are in the Dagster UI."))
+def _settle_job(instance, ledger: Ledger, job: Job, record, now: datetime, policy: Policy) -> Action:
+    outcome = outcome_of(instance, record)
+    action = decide(job, outcome, now, policy.max_attempts, policy.request_grace_s)
+    if action != Action.WAIT:
+        settle(ledger, job, outcome, action)
+    return action
 
 
-def error_text(context: dg.RunFailureSensorContext) -> tuple[str, bool]:
-    """The user-facing error of a failed run and whether it is permanent: the step's Failure says
-    both (``cfdb_assets.assets``); an unexpected error gives its innermost cause, paths scrubbed."""
-    for event in context.get_step_failure_events():
-        failure = event.step_failure_data.user_failure_data
-        if failure is not None and failure.description:
-            permanent = failure.metadata.get(PERMANENT_KEY)
-            return scrub(failure.description), bool(permanent and permanent.value)
-        error = event.step_failure_data.error
-        while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
-            error = error.cause
-        if error is not None:
-            # SerializableErrorInfo.message starts with the dotted class path; keep the bare name.
-            message = error.message.strip()
-            head, sep, rest = message.partition(": ")
-            if sep and head.endswith(error.cls_name):
-                message = rest
-            return scrub(f"{error.cls_name}: {message}"), False
-    message = context.failure_event.message or "The run failed."
-    return scrub(message), False
+def build_run_status_sensors(minimum_interval_seconds: int = 2, policy: Policy | None = None) -> list:
+    """One sensor for the runs that end (success, failure, cancel): settles their jobs at once, by
+    the same decision the reconciler makes (``cfdb_assets.reconcile``)."""
+    policy = policy or Policy()
 
-
-def build_run_status_sensors(minimum_interval_seconds: int = 2) -> list:
-    """Sensors writing terminal job states (succeeded / failed + error) back to the ledger."""
     common = {"minimum_interval_seconds": minimum_interval_seconds, "default_status": dg.DefaultSensorStatus.RUNNING}
 
     @dg.run_status_sensor(name="jobs_succeeded", run_status=dg.DagsterRunStatus.SUCCESS, **common)
     def jobs_succeeded(context: dg.RunStatusSensorContext, ledger: Ledger):
-        if job_id := context.dagster_run.tags.get(JOB_ID_TAG):
-            ledger.finish(job_id, succeeded=True)
+        _settle_run(context, ledger, policy)
 
     @dg.run_failure_sensor(name="jobs_failed", **common)
     def jobs_failed(context: dg.RunFailureSensorContext, ledger: Ledger):
-        if job_id := context.dagster_run.tags.get(JOB_ID_TAG):
-            message, permanent = error_text(context)
-            ledger.finish(job_id, succeeded=False, error=message, permanent=permanent)
+        _settle_run(context, ledger, policy)
 
     @dg.run_status_sensor(name="jobs_canceled", run_status=dg.DagsterRunStatus.CANCELED, **common)
     def jobs_canceled(context: dg.RunStatusSensorContext, ledger: Ledger):
-        if job_id := context.dagster_run.tags.get(JOB_ID_TAG):
-            ledger.finish(job_id, succeeded=False, error="The run was canceled.")
+        _settle_run(context, ledger, policy)
 
     return [jobs_succeeded, jobs_failed, jobs_canceled]
+
+
+def _settle_run(context: dg.RunStatusSensorContext, ledger: Ledger, policy: Policy) -> None:
+    run = context.dagster_run
+    job = ledger.job(run.tags[JOB_ID_TAG]) if run.tags.get(JOB_ID_TAG) else None
+    if job is None or not job.active or run.tags.get(ATTEMPT_TAG, "1") != str(job.attempt):
+        return  # not ours, already settled, or a run of an earlier attempt
+    record = context.instance.get_run_record_by_id(run.run_id)
+    _settle_job(context.instance, ledger, job, record, datetime.now(UTC), policy)

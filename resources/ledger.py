@@ -26,6 +26,7 @@ from resources.ledger_schema import (
     FAILED,
     PERMANENT,
     QUEUED,
+    REQUESTED,
     RUNNING,
     SUCCEEDED,
     TRANSIENT,
@@ -94,6 +95,9 @@ class Job:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    attempt: int = 1
+    requested_at: datetime | None = None
+    id: int = 0  # the ledger row (the reconciler's position)
 
     @property
     def active(self) -> bool:
@@ -114,7 +118,7 @@ def _job(row: Any) -> Job:
         "state": JobState(row.state),
         "stages": tuple(json.loads(row.stages or "[]")),
         "error_kind": ErrorKind(row.error_kind) if row.error_kind else None,
-        **{k: _utc(values[k]) for k in ("created_at", "updated_at", "finished_at")},
+        **{k: _utc(values[k]) for k in ("created_at", "updated_at", "finished_at", "requested_at")},
     })
 
 
@@ -258,17 +262,45 @@ class Ledger(dg.ConfigurableResource):
             out.append((_job(row), src))
         return out
 
-    def running(self, limit: int = 100) -> list[Job]:
-        """The oldest running jobs (the sensor checks they still have a live run)."""
+    def in_flight(self, after_id: int = 0, limit: int = 200) -> list[Job]:
+        """Requested and running jobs after the ledger row ``after_id``, in row order (the reconciler
+        walks them a batch per tick, from where it stopped, and wraps around)."""
+        query = sa.select(jobs).where(jobs.c.state.in_((REQUESTED, RUNNING)), jobs.c.id > after_id)
         with self._connect() as conn:
-            rows = conn.execute(
-                sa.select(jobs).where(jobs.c.state == RUNNING).order_by(jobs.c.id).limit(limit)
-            ).all()
+            rows = conn.execute(query.order_by(jobs.c.id).limit(limit)).all()
         return [_job(row) for row in rows]
 
+    def mark_requested(self, job_ids: list[str]) -> int:
+        """queued → requested (a run was asked for); how many were still queued."""
+        if not job_ids:
+            return 0
+        now = _now()
+        with self._begin() as conn:
+            result = conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id.in_(job_ids), jobs.c.state == QUEUED)
+                .values(state=REQUESTED, requested_at=now, updated_at=now)
+            )
+        return result.rowcount
+
     def mark_running(self, job_id: str, run_id: str) -> bool:
-        """queued → running, recording the Dagster run; False if the job is no longer active."""
+        """→ running, recording the Dagster run (a retry run replaces it); False once the job ended."""
         return self._update(job_id, state=RUNNING, run_id=run_id)
+
+    def requeue(self, job_id: str, attempt: int, error: str | None = None) -> bool:
+        """Back to queued, for the sensor to request a run again. With ``error`` (a transient
+        failure of attempt ``attempt``) the next attempt gets a new run; without (the run was never
+        created) the same attempt is requested again. Compare-and-set on ``attempt``, so two
+        reconcilers never skip one; the stages done are kept (the next run reuses the store)."""
+        now = _now()
+        values: dict[str, Any] = {"state": QUEUED, "run_id": None, "requested_at": None, "updated_at": now}
+        if error is not None:
+            values.update(attempt=attempt + 1, error=error[:ERROR_LIMIT])
+        with self._begin() as conn:
+            result = conn.execute(
+                jobs.update().where(jobs.c.job_id == job_id, jobs.c.attempt == attempt, ACTIVE).values(**values)
+            )
+        return result.rowcount == 1
 
     def add_stage(self, job_id: str, stage: str) -> bool:
         """Record a finished stage ("data", "index") of an active job."""
@@ -298,6 +330,8 @@ class Ledger(dg.ConfigurableResource):
         if not succeeded:
             values["error"] = (error or "The run failed without an error message.")[:ERROR_LIMIT]
             values["error_kind"] = PERMANENT if permanent else TRANSIENT
+        else:
+            values["error"] = None  # a retried attempt's error is history once the build succeeds
         return self._update(job_id, **values)
 
     def _update(self, job_id: str, **values: Any) -> bool:

@@ -9,13 +9,27 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-__all__ = ["ACTIVE", "ACTIVE_STATES", "ErrorKind", "JobState", "create_tables", "jobs", "make_engine", "sources"]
+__all__ = [
+    "ACTIVE",
+    "ACTIVE_STATES",
+    "ErrorKind",
+    "JobState",
+    "create_tables",
+    "jobs",
+    "make_engine",
+    "sources",
+]
 
 
 class JobState(StrEnum):
-    """A job's state in the ledger (``/jobs`` shows the original service's names for them)."""
+    """A job's state in the ledger (``/jobs`` shows the original service's names for them).
+
+    queued (waiting for the sensor) → requested (a run was asked for: the sensor never reads it
+    again) → running (a run's first step started) → succeeded | failed. The reconciler moves any
+    active job to what its Dagster run proves, and a transient failure back to queued."""
 
     QUEUED = "queued"
+    REQUESTED = "requested"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -28,8 +42,8 @@ class ErrorKind(StrEnum):
     TRANSIENT = "transient"
 
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = JobState
-ACTIVE_STATES = (QUEUED, RUNNING)
+QUEUED, REQUESTED, RUNNING, SUCCEEDED, FAILED = JobState
+ACTIVE_STATES = (QUEUED, REQUESTED, RUNNING)
 PERMANENT, TRANSIENT = ErrorKind
 
 metadata = sa.MetaData()
@@ -62,10 +76,15 @@ jobs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    # Added in wave 2 (see _migrate): the build attempt of this job (a run key is job_id:attempt),
+    # and when its current run was requested.
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("requested_at", sa.DateTime(timezone=True)),
 )
 ACTIVE = jobs.c.state.in_(ACTIVE_STATES)
-sa.Index(
-    "cfdb_jobs_one_active_per_key",
+# v2: the predicate gained `requested`. The first release's index (no suffix) is dropped by _migrate.
+ONE_ACTIVE_PER_KEY = sa.Index(
+    "cfdb_jobs_one_active_per_key_v2",
     jobs.c.cache_key,
     unique=True,
     sqlite_where=ACTIVE,
@@ -83,11 +102,31 @@ def create_tables(engine: sa.Engine, attempts: int = 5) -> None:
     for attempt in range(attempts):
         try:
             metadata.create_all(engine, checkfirst=True)
+            _migrate(engine)
             return
         except (sa.exc.ProgrammingError, sa.exc.IntegrityError, sa.exc.OperationalError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def _migrate(engine: sa.Engine) -> None:
+    """Bring a first-release ledger up to this schema (idempotent; concurrent callers are retried by
+    create_tables): the two new columns, and the one-active-job index whose predicate now includes
+    ``requested``."""
+    inspector = sa.inspect(engine)
+    columns = {c["name"] for c in inspector.get_columns(jobs.name)}
+    indexes = {i["name"] for i in inspector.get_indexes(jobs.name)}
+    with engine.begin() as conn:
+        if "attempt" not in columns:
+            conn.execute(sa.text(f"ALTER TABLE {jobs.name} ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"))
+        if "requested_at" not in columns:
+            kind = "TIMESTAMP WITH TIME ZONE" if engine.dialect.name == "postgresql" else "DATETIME"
+            conn.execute(sa.text(f"ALTER TABLE {jobs.name} ADD COLUMN requested_at {kind}"))
+        if ONE_ACTIVE_PER_KEY.name not in indexes:
+            ONE_ACTIVE_PER_KEY.create(conn)
+        if "cfdb_jobs_one_active_per_key" in indexes:
+            conn.execute(sa.text("DROP INDEX cfdb_jobs_one_active_per_key"))
 
 
 def make_engine(url: str) -> sa.Engine:

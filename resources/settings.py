@@ -14,9 +14,25 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-__all__ = ["LOCAL", "PRODUCTION", "Settings", "SettingsError"]
+__all__ = ["DEFAULT_UPSTREAM_HOSTS", "LOCAL", "PRODUCTION", "Settings", "SettingsError"]
 
 DEFAULT_DCCS = ("4dn", "encode", "hubmap")
+# The upstream hosts the fetcher may connect to (the SSRF allowlist): the original service's
+# (reference §7, "Outbound allowlist"), plus the HuBMAP DRS broker its allowlist lacked (§8, §11.13).
+# An entry matches its host exactly; an entry starting with a dot matches any subdomain of it.
+DEFAULT_UPSTREAM_HOSTS = (
+    "data.4dnucleome.org",  # 4DN: the portal, its DRS server and its sidecars
+    "www.encodeproject.org",  # ENCODE: @@download URLs
+    "encode-public.s3.amazonaws.com",  # ENCODE: where its downloads redirect
+    "assets.hubmapconsortium.org",  # HuBMAP: file assets
+    "drs.hubmapconsortium.org",  # HuBMAP: the DRS broker (§11.13)
+    "s3.amazonaws.com",  # path-style S3 URLs
+    ".s3.amazonaws.com",  # virtual-hosted S3 buckets (signed download redirects)
+    ".s3.us-east-1.amazonaws.com",
+    ".s3.us-west-1.amazonaws.com",
+    ".s3.us-west-2.amazonaws.com",
+)
+_HOST = re.compile(r"^\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 # The tool knobs' defaults, here and nowhere else. The BGZF level shapes the artifact bytes (so the
 # cache key); measured by bench/pipelines.py on 1 GB inputs (2 cores): level 4 builds a BAM in 0.63x
 # the time of level 6 for 1.04x the bytes, a BED in 0.95x for 1.00x; level 1 is faster still
@@ -98,6 +114,27 @@ def _store(environ: Mapping[str, str], data_dir: Path) -> str:
     return store or str(data_dir / "artifacts")
 
 
+def _upstream_hosts(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """CFDB_UPSTREAM_HOSTS: comma-separated host names (``.example.org``: its subdomains; ``*``: any
+    public host), else the DCCs' own hosts."""
+    raw = environ.get("CFDB_UPSTREAM_HOSTS", "")
+    hosts = []
+    for entry in raw.split(","):
+        host = entry.strip().lower()
+        if not host:
+            continue
+        if host != "*":
+            host = host.rstrip(".")  # a fully qualified name's trailing dot
+            if not _HOST.match(host):
+                raise SettingsError(
+                    f"CFDB_UPSTREAM_HOSTS has an invalid host {entry.strip()!r}; list host names only "
+                    "(no scheme, port or path), .example.org for its subdomains, or * for any public host."
+                )
+        if host not in hosts:
+            hosts.append(host)
+    return tuple(hosts) or DEFAULT_UPSTREAM_HOSTS
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service configuration (see the README's configuration table)."""
@@ -116,6 +153,7 @@ class Settings:
     compression_level: int = DEFAULT_COMPRESSION_LEVEL
     failure_retry: timedelta = timedelta(hours=1)
     allow_http_loopback: bool = False
+    upstream_hosts: tuple[str, ...] = DEFAULT_UPSTREAM_HOSTS
     cors_origin: str = "*"
     processing: bool = True
     max_active_jobs: int = 1024
@@ -175,6 +213,7 @@ class Settings:
             compression_level=_int(env, "CFDB_COMPRESSION_LEVEL", DEFAULT_COMPRESSION_LEVEL, 0, 9),
             failure_retry=timedelta(seconds=_int(env, "CFDB_FAILURE_RETRY_S", 3600, 0, 30 * 86400)),
             allow_http_loopback=_bool(env, "CFDB_ALLOW_HTTP_LOOPBACK", False),
+            upstream_hosts=_upstream_hosts(env),
             cors_origin=env.get("CFDB_CORS_ORIGIN", "").strip() or "*",
             processing=_bool(env, "CFDB_PROCESSING", True),
             max_active_jobs=_int(env, "CFDB_MAX_ACTIVE_JOBS", 1024, 0, 10**7),

@@ -46,7 +46,9 @@ def adapters(settings: Settings) -> Adapters:
         store=open_store(settings.store, settings.s3_endpoint_url),
         ledger=Ledger(url=settings.ledger_url),
         fetcher=SourceFetcher(
-            allow_http_loopback=settings.allow_http_loopback, allow_file_urls=settings.allow_file_urls
+            allow_http_loopback=settings.allow_http_loopback,
+            allow_file_urls=settings.allow_file_urls,
+            upstream_hosts=list(settings.upstream_hosts),
         ),
     )
 

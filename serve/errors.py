@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -48,6 +49,13 @@ def _upstream(request: Request, exc: FetchError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, exc.status, headers=headers)
 
 
+def _framework(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own answers (no route: 404, a method the route lacks: 405 with Allow), as JSON."""
+    detail = {404: "Not found; see /openapi.json for the API's paths.",
+              405: f"Method {request.method} is not allowed here."}.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
+
+
 def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal server error."}, 500)
@@ -55,6 +63,7 @@ def _internal(request: Request, exc: Exception) -> JSONResponse:
 
 EXCEPTION_HANDLERS = {
     HTTPProblem: _problem,
+    HTTPException: _framework,
     CatalogError: _unavailable("catalog"),
     LedgerError: _unavailable("request ledger"),
     StoreError: _unavailable("artifact store"),

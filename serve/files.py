@@ -42,6 +42,7 @@ JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 # The original service's job vocabulary, kept for its clients.
 JOB_STATUS = {
     JobState.QUEUED: "pending",
+    JobState.REQUESTED: "pending",
     JobState.RUNNING: "running",
     JobState.SUCCEEDED: "completed",
     JobState.FAILED: "failed",
@@ -259,8 +260,7 @@ class Files:
             else:
                 job = jobs.get(plan.cache_key)
                 # A succeeded job whose artifacts are gone (removed from the store) is missing again.
-                missing = job is None or job.state == JobState.SUCCEEDED
-                out.append(FileState(record, plan, FileStatus.MISSING if missing else FileStatus(job.state), job=job))
+                out.append(FileState(record, plan, _file_status(job), job=job))
         return out
 
     def request(self, record: FileRecord, plan: Plan) -> tuple[Job, bool]:
@@ -359,6 +359,15 @@ class Files:
                 "error": fs.job.error,
             }
         return view
+
+
+def _file_status(job: Job | None) -> FileStatus:
+    """A processed file without artifacts, by its newest job. A succeeded job whose artifacts are
+    gone (removed from the store) leaves the file missing again."""
+    if job is None or job.state == JobState.SUCCEEDED:
+        return FileStatus.MISSING
+    return {JobState.QUEUED: FileStatus.QUEUED, JobState.REQUESTED: FileStatus.QUEUED,
+            JobState.RUNNING: FileStatus.RUNNING, JobState.FAILED: FileStatus.FAILED}[job.state]
 
 
 def _encode_cursor(dcc: str, local_id: str) -> str:

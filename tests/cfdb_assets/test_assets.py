@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from cfdb_assets.definitions import build_definitions, build_families
+from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG
 from cfdb_assets.formats import PROCESSED_FAMILIES
 from resources import Ledger
 from tests.helpers import build_artifacts, files_for
@@ -101,26 +102,26 @@ def test_on_demand_sensor_requests_each_queued_job_once_with_its_partition(setti
 
     with dg.instance_for_test() as instance:
         result = tick(instance)
-        assert {r.run_key for r in result.run_requests} == {j.job_id for j in jobs}
+        assert {r.run_key for r in result.run_requests} == {f"{j.job_id}:1" for j in jobs}
         by_key = {r.run_key: r for r in result.run_requests}
         for job, record in zip(jobs, records, strict=True):
-            request = by_key[job.job_id]
+            request = by_key[f"{job.job_id}:1"]
             assert request.partition_key == job.cache_key
-            assert request.tags["cfdb/job_id"] == job.job_id
+            assert (request.tags[JOB_ID_TAG], request.tags[ATTEMPT_TAG]) == (job.job_id, "1")
             assert request.job_name == f"encode_{files.plan(record).route.family}"
+            assert ledger.job(job.job_id).state == "requested"  # never read by a tick again
         added = {k for req in result.dynamic_partitions_requests for k in req.partition_keys}
         assert added == {j.cache_key for j in jobs}
 
-        # The next tick, with the cursor moved, requests nothing new ...
+        # The next tick requests nothing new ...
         again = tick(instance, result.cursor)
         assert not again.run_requests
-        # ... until a new job appears (a retry after a failure gets a new job id, so a new run).
+        # ... until a new job appears (a request after a final failure gets a new job id).
         ledger.finish(jobs[0].job_id, succeeded=False, error="transient")
         retry, created = files.request(records[0], files.plan(records[0]))
         assert created
         third = tick(instance, again.cursor)
-        assert [r.run_key for r in third.run_requests] == [retry.job_id]
-        assert json.loads(third.cursor) == sorted([retry.job_id, jobs[1].job_id])
+        assert [r.run_key for r in third.run_requests] == [f"{retry.job_id}:1"]
 
 
 def test_on_demand_sensor_finishes_jobs_whose_run_ended_without_a_status_sensor(settings):
@@ -130,7 +131,7 @@ def test_on_demand_sensor_finishes_jobs_whose_run_ended_without_a_status_sensor(
     with dg.instance_for_test() as instance:
         key, result = build_artifacts(settings, "encode", "ENCFF000BED", instance)
         assert result.success and ledger.latest_jobs([key])[key].state == "running"
-        sensor = build_on_demand_sensor(build_families(settings), orphan_grace_s=0)
+        sensor = build_on_demand_sensor(build_families(settings))
         sensor(dg.build_sensor_context(instance=instance, resources={"ledger": ledger}))
     assert ledger.latest_jobs([key])[key].state == "succeeded"
 

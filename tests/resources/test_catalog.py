@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import json
+import logging
 import os
+import random
+import threading
 import uuid
 from pathlib import Path
 
 import mongomock
 import pytest
+from pydantic import PrivateAttr
 
 from resources import Catalog, CatalogError, FileCatalog, FileRecord, MongoCatalog, S3Catalog, open_catalog
 
@@ -44,6 +50,19 @@ ENCODE_IDS = sorted(d["local_id"] for d in DOCS if d["submission"] == "encode")
 def write_jsonl(path: Path, docs: list[dict]) -> Path:
     path.write_text("".join(json.dumps(doc) + "\n" for doc in docs), encoding="utf-8")
     return path
+
+
+def replace_jsonl(path: Path, docs: list[dict] | None = None, text: str | None = None) -> Path:
+    """Swap the catalog file atomically (a new file renamed over it), as a catalog export should."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text if text is not None else "".join(json.dumps(doc) + "\n" for doc in docs), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def reloaded(catalog, timeout: float = 10.0) -> None:
+    """Wait for the background reload a request started (a JSON Lines catalog reloads off the request path)."""
+    assert catalog.wait_reloaded(timeout), "the catalog reload did not finish"
 
 
 def mongo_catalog(files: list[dict], raw: list[dict] = (), dccs: list[str] | None = None) -> MongoCatalog:
@@ -239,6 +258,8 @@ def test_file_catalog_reloads_when_the_file_changes(tmp_path):
 
     write_jsonl(path, [*DOCS, {"submission": "encode", "local_id": "NEW1", "md5": "md5-new"}])
 
+    assert catalog.get("encode", "NEW1") is None  # noticed: reloading in the background, the old records meanwhile
+    reloaded(catalog)
     assert catalog.get("encode", "NEW1").md5 == "md5-new"
     assert [r.local_id for r in catalog.list("encode", 100)] == sorted([*ENCODE_IDS, "NEW1"])
 
@@ -252,6 +273,8 @@ def test_file_catalog_reloads_a_same_size_rewrite_with_a_new_mtime(tmp_path):
     write_jsonl(path, [{"submission": "encode", "local_id": "A", "md5": "bbbb"}])
     os.utime(path, ns=(mtime_ns + 10**9, mtime_ns + 10**9))
 
+    assert catalog.get("encode", "A").md5 == "aaaa"
+    reloaded(catalog)
     assert catalog.get("encode", "A").md5 == "bbbb"
 
 
@@ -307,6 +330,198 @@ def test_catalog_file_deleted_after_loading_is_a_catalog_error(tmp_path):
         catalog.get("encode", "ENCFF001")
 
 
+def test_file_catalog_first_load_is_synchronous_and_failures_raise(tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    path.write_text("{not json\n", encoding="utf-8")
+    catalog = FileCatalog(path=str(path))
+
+    for _ in range(2):  # nothing to fall back on: every request tries, and says why
+        with pytest.raises(CatalogError, match="Line 1 of the catalog file"):
+            catalog.list("encode", 10)
+    replace_jsonl(path, DOCS)
+
+    assert [r.local_id for r in catalog.list("encode", 100)] == ENCODE_IDS  # no reload thread involved
+    assert catalog.wait_reloaded(0)
+
+
+# --- JSON Lines catalogs: keyset paging and reloading off the request path -------------------------
+
+
+def old_list(records: list[FileRecord], limit: int, after: str | None) -> list[FileRecord]:
+    """The paging of before (a list of every id per request): the reference for the new one."""
+    start = 0 if after is None else bisect.bisect_right([r.local_id for r in records], after)
+    return records[start : start + limit]
+
+
+def test_file_catalog_pages_like_the_previous_implementation(tmp_path):
+    rng = random.Random(7)
+    alphabet = "AaBb019_-.é"
+    ids = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(400)}
+    docs = [{"submission": rng.choice(["encode", "ENCODE", "4dn"]), "local_id": i, "md5": i} for i in ids]
+    docs += [{"submission": "encode", "local_id": i, "md5": "dup"} for i in rng.sample(sorted(ids), 20)]
+    rng.shuffle(docs)
+    catalog = FileCatalog(path=str(write_jsonl(tmp_path / "catalog.jsonl", docs)))
+    for dcc in ("encode", "4dn", "hubmap"):
+        # The reference: first document wins, then sorted by local_id.
+        first: dict[str, FileRecord] = {}
+        for doc in docs:
+            record = FileRecord.from_document(doc)
+            if record.dcc == dcc:
+                first.setdefault(record.local_id, record)
+        records = sorted(first.values(), key=lambda r: r.local_id)
+        afters = [None, "", "~", "A", "a0", *rng.sample(sorted(ids), 50), *(i + "0" for i in rng.sample(sorted(ids), 20))]
+        for after in afters:
+            for limit in (1, 3, 100, 1000):
+                assert catalog.list(dcc, limit, after) == old_list(records, limit, after), (dcc, limit, after)
+
+
+def test_a_page_is_a_copy_callers_cannot_corrupt_the_index(tmp_path):
+    catalog = FileCatalog(path=str(write_jsonl(tmp_path / "catalog.jsonl", DOCS)))
+
+    catalog.list("encode", 100).clear()
+
+    assert [r.local_id for r in catalog.list("encode", 100)] == ENCODE_IDS
+
+
+class GatedFileCatalog(FileCatalog):
+    """A FileCatalog whose background reloads wait for `gate` before reading: a reload held open."""
+
+    _gate: threading.Event = PrivateAttr(default_factory=threading.Event)
+    _reading: threading.Event = PrivateAttr(default_factory=threading.Event)
+
+    @contextlib.contextmanager
+    def _lines(self):
+        if self._index is not None:  # a reload, not the first load
+            self._reading.set()
+            assert self._gate.wait(10)
+        with super()._lines() as lines:
+            yield lines
+
+
+def test_requests_during_a_reload_get_the_previous_records_from_one_reload(tmp_path):
+    path = write_jsonl(tmp_path / "catalog.jsonl", DOCS)
+    catalog = GatedFileCatalog(path=str(path))
+    catalog.check()
+    replace_jsonl(path, [*DOCS, {"submission": "encode", "local_id": "NEW1"}])
+
+    assert catalog.get("encode", "NEW1") is None  # this request noticed the change and started the reload
+    assert catalog._reading.wait(10)
+    for _ in range(50):  # while it is under way: the old records, at once
+        assert [r.local_id for r in catalog.list("encode", 100)] == ENCODE_IDS
+        assert catalog.get("encode", "NEW1") is None
+    assert not catalog.wait_reloaded(0)
+    assert [t for t in threading.enumerate() if t.name == f"catalog-reload {path}"] == [catalog._reloader]  # just one
+
+    catalog._gate.set()
+    reloaded(catalog)
+
+    assert [r.local_id for r in catalog.list("encode", 100)] == sorted([*ENCODE_IDS, "NEW1"])
+    assert catalog.report().documents == len(DOCS) + 1
+
+
+def test_rewrites_under_load_are_picked_up_and_no_request_fails_or_sees_a_partial_catalog(tmp_path):
+    versions = [[{"submission": "encode", "local_id": f"V{v}-{i:05d}"} for i in range(2000 + v)] for v in range(4)]
+    expected = [[d["local_id"] for d in docs[:100]] for docs in versions]
+    path = replace_jsonl(tmp_path / "catalog.jsonl", versions[0])
+    catalog = FileCatalog(path=str(path))
+    catalog.check()
+    seen, errors, stop = [[] for _ in range(4)], [], threading.Event()
+
+    def reader(mine: list[int]):
+        while not stop.is_set():
+            try:
+                mine.append(expected.index([r.local_id for r in catalog.list("encode", 100)]))
+            except Exception as exc:  # noqa: BLE001 - any error, or a page of no version, fails the test
+                errors.append(exc)
+
+    readers = [threading.Thread(target=reader, args=(mine,)) for mine in seen]
+    for thread in readers:
+        thread.start()
+    try:
+        for v in range(1, len(versions)):
+            replace_jsonl(path, versions[v])
+            deadline = threading.Event()
+            for _ in range(1000):  # eventually: poll, 10 s at most
+                if catalog.list("encode", 1)[0].local_id.startswith(f"V{v}-"):
+                    break
+                deadline.wait(0.01)
+            else:
+                pytest.fail(f"version {v} was not picked up")
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
+
+    assert errors == []
+    assert all(mine and mine == sorted(mine) for mine in seen)  # each reader's versions only move forward
+    assert catalog.report().documents == len(versions[-1])
+
+
+def test_a_malformed_rewrite_keeps_the_old_records_and_reports_the_error_once(tmp_path, caplog):
+    path = write_jsonl(tmp_path / "catalog.jsonl", DOCS)
+    catalog = FileCatalog(path=str(path))
+    catalog.check()
+    good = json.dumps({"submission": "encode", "local_id": "NEW1"})
+
+    with caplog.at_level("INFO", logger="cfdb.catalog"):
+        replace_jsonl(path, text=f"{good}\n{{not json\n")
+        for _ in range(3):
+            assert [r.local_id for r in catalog.list("encode", 100)] == ENCODE_IDS
+            reloaded(catalog)
+            assert catalog.get("encode", "ENCFF001").md5 == "md5-001"
+
+        assert catalog.reload_error().startswith(f"Line 2 of the catalog file {path} is not JSON")
+        assert catalog.report().documents == len(DOCS)  # the report of the load being served
+        [error] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert error.levelname == "ERROR" and catalog.reload_error() in error.getMessage()
+        assert "still serving the previous load" in error.getMessage()
+        with pytest.raises(CatalogError, match="Line 2 of the catalog file"):
+            catalog.check()  # synchronous: says why, keeps the records
+        assert catalog.get("encode", "ENCFF001") is not None
+
+        replace_jsonl(path, [*DOCS, {"submission": "encode", "local_id": "NEW1"}])  # fixed
+        catalog.list("encode", 1)
+        reloaded(catalog)
+
+    assert catalog.get("encode", "NEW1") is not None
+    assert catalog.reload_error() is None
+
+
+class FlakyFileCatalog(FileCatalog):
+    """A FileCatalog whose reloads fail `_failures` times (a transient read error), then read."""
+
+    _failures: int = PrivateAttr(default=0)
+    _attempts: int = PrivateAttr(default=0)
+
+    @contextlib.contextmanager
+    def _lines(self):
+        if self._index is not None:
+            self._attempts += 1
+            if self._attempts <= self._failures:
+                raise CatalogError(f"The catalog file {self.path} cannot be read (Input/output error); ...")
+        with super()._lines() as lines:
+            yield lines
+
+
+@pytest.mark.parametrize(("retry_s", "picked_up"), [(0.0, True), (3600.0, False)])
+def test_a_failed_reload_of_the_same_source_is_retried_after_the_backoff(tmp_path, retry_s, picked_up):
+    path = write_jsonl(tmp_path / "catalog.jsonl", DOCS)
+    catalog = FlakyFileCatalog(path=str(path), reload_retry_s=retry_s)
+    catalog._failures = 1
+    catalog.check()
+    replace_jsonl(path, [*DOCS, {"submission": "encode", "local_id": "NEW1"}])
+
+    catalog.list("encode", 1)
+    reloaded(catalog)
+    assert "Input/output error" in catalog.reload_error()
+    for _ in range(2):
+        catalog.list("encode", 1)  # retried at once with no backoff, never within it
+        reloaded(catalog)
+
+    assert (catalog.get("encode", "NEW1") is not None) is picked_up
+    assert catalog._attempts == (2 if picked_up else 1)
+
+
 # --- open_catalog ----------------------------------------------------------------------------------
 
 
@@ -349,7 +564,25 @@ def test_s3_catalog_reloads_when_the_snapshot_changes(request):
 
     s3_catalog(request, DOCS)  # a new snapshot under the same key: a new ETag
 
+    assert len(catalog.list("encode", 100)) == 1  # the previous snapshot while the new one loads
+    reloaded(catalog)
     assert len(catalog.list("encode", 100)) == len(ENCODE_IDS)
+
+
+def test_s3_snapshot_that_fails_to_download_keeps_the_previous_one(request, caplog):
+    first = s3_catalog(request, DOCS[:1])
+    catalog = S3Catalog(bucket=first.bucket, key=first.key, endpoint_url=first.endpoint_url, refresh_s=0)
+    catalog.check()
+    s3_catalog(request, DOCS)
+    catalog.client.get_object = lambda **kwargs: (_ for _ in ()).throw(OSError("connection reset"))
+
+    with caplog.at_level("ERROR", logger="cfdb.catalog"):
+        assert len(catalog.list("encode", 100)) == 1
+        reloaded(catalog)
+        assert len(catalog.list("encode", 100)) == 1
+
+    assert "cannot be read (OSError)" in catalog.reload_error()
+    assert [r.levelname for r in caplog.records if r.name == "cfdb.catalog"] == ["ERROR"]
 
 
 def test_s3_catalog_that_cannot_be_read_is_a_catalog_error_naming_the_variable(request):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -13,9 +14,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import urllib3.util.connection
 
 from resources import ChecksumMismatch, FetchError, SourceFetcher, UpstreamRangeNotSatisfiable
-from resources.fetcher import redact_url
+from resources.fetcher import DRSForbidden, DRSNoAccessMethod, redact_url
+from resources.settings import DEFAULT_UPSTREAM_HOSTS
 from resources.ranges import ByteRange
 
 
@@ -35,7 +38,8 @@ SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 class _Handler(BaseHTTPRequestHandler):
     """Routes: /data (Range-aware), /norange (ignores Range), /redirect/<n> (n hops to /data),
-    /offsite (redirects off loopback), /flaky/<token>/<n> (500 n times, then /data),
+    /offsite (redirects off loopback), /away (redirects to an https host outside the allowlist),
+    /private (redirects to a private address), /flaky/<token>/<n> (500 n times, then /data),
     /drop/<token>/<n> (first body cut after n bytes, then /data), /missing (404)."""
 
     def log_message(self, *args) -> None:  # keep pytest output clean
@@ -61,6 +65,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect("/data" if hops <= 1 else f"/redirect/{hops - 1}")
         elif kind == "offsite":
             self._redirect("http://example.com/data")
+        elif kind == "away":
+            self._redirect("https://example.com/data")
+        elif kind == "private":
+            self._redirect("https://10.0.0.1/data")
         elif kind == "flaky" and hits <= int(parts[2]):
             self._send_status(500)
         elif kind == "flaky":
@@ -101,13 +109,19 @@ class _Handler(BaseHTTPRequestHandler):
             "byid": {"id": "byid", "access_methods": [{"type": "https", "access_id": "a1"}]},
             "s3only": {"id": "s3only", "access_methods": [{"type": "s3", "access_url": {"url": "s3://b/k"}}]},
             "offsite": {"id": "offsite", "access_methods": [{"type": "https", "access_url": {"url": "http://example.com/x"}}]},
+            "elsewhere": {"id": "elsewhere", "access_methods": [{"type": "https", "access_url": {"url": "https://example.com/x"}}]},
+            "metadata": {"id": "metadata", "access_methods": [
+                {"type": "https", "access_url": {"url": "https://169.254.169.254/latest/meta-data/"}}]},
+            "locked": {"id": "locked", "access_methods": [{"type": "https", "access_id": "a2"}]},
         }
         if len(parts) == 1 and parts[0] in objects:
             self._send_json(objects[parts[0]])
         elif parts == ["byid", "access", "a1"]:
             self._send_json({"url": f"{base}/data"})
-        elif parts == ["forbidden"]:
+        elif parts == ["forbidden"] or parts == ["locked", "access", "a2"]:
             self._send_status(403)
+        elif parts == ["unauthorized"]:
+            self._send_status(401)
         else:
             self._send_status(404)
 
@@ -493,7 +507,7 @@ def test_https_download_verifies_the_certificate_and_the_checksum(tls_server, tm
     srv, cert = tls_server
     url = f"https://127.0.0.1:{srv.server_address[1]}/data"
 
-    got = fetcher(allow_http_loopback=False, ca_bundle=str(cert)).download(url, tmp_path / "s", f"sha256:{SHA256}")
+    got = fetcher(ca_bundle=str(cert)).download(url, tmp_path / "s", f"sha256:{SHA256}")
 
     assert got.size == len(PAYLOAD) and (tmp_path / "s").read_bytes() == PAYLOAD
 
@@ -511,7 +525,7 @@ def test_https_with_an_untrusted_certificate_is_refused(tls_server, tmp_path):
 def test_drs_uri_resolves_to_its_first_https_access_method_and_downloads(tls_server, tmp_path, object_id):
     srv, cert = tls_server
     drs = f"drs://127.0.0.1:{srv.server_address[1]}/{object_id}"
-    tls = fetcher(allow_http_loopback=False, ca_bundle=str(cert))
+    tls = fetcher(ca_bundle=str(cert))
 
     assert tls.resolve(drs) == f"https://127.0.0.1:{srv.server_address[1]}/data"
     got = tls.download(drs, tmp_path / "s", f"md5:{MD5}")
@@ -519,23 +533,255 @@ def test_drs_uri_resolves_to_its_first_https_access_method_and_downloads(tls_ser
 
 
 @pytest.mark.parametrize(
-    ("object_id", "message", "permanent"),
+    ("object_id", "message", "permanent", "status"),
     [
-        ("missing", "HTTP 404", True),
-        ("forbidden", "HTTP 403", True),
-        ("s3only", "no https access method", True),
-        ("offsite", "Unsupported source URL scheme", True),
+        ("missing", "HTTP 404", True, 404),
+        ("forbidden", "HTTP 403", True, 403),  # the repository's refusal: 403, as the original
+        ("unauthorized", "HTTP 401", True, 403),
+        ("locked", r"locked/access/a2 answered HTTP 403", True, 403),  # the access endpoint refuses
+        ("s3only", "no https access method", True, 501),  # as the original: nothing usable is 501
+        ("offsite", "Unsupported source URL scheme", True, 502),
+        ("elsewhere", r"example\.com .*CFDB_UPSTREAM_HOSTS", True, 502),  # the access URL is checked too
+        ("metadata", r"169\.254\.169\.254 .*never fetched", True, 502),
     ],
 )
-def test_drs_failures_are_clear_and_classified(tls_server, object_id, message, permanent):
+def test_drs_failures_are_clear_and_classified(tls_server, network, object_id, message, permanent, status):
     srv, cert = tls_server
     drs = f"drs://127.0.0.1:{srv.server_address[1]}/{object_id}"
 
     with pytest.raises(FetchError, match=message) as caught:
-        fetcher(allow_http_loopback=False, ca_bundle=str(cert)).resolve(drs)
+        fetcher(ca_bundle=str(cert)).resolve(drs)
     assert caught.value.permanent is permanent
+    assert caught.value.status == status
+    assert network.connected == [] and "example.com" not in network.resolved  # only the DRS server
+
+
+def test_drs_refusals_have_their_own_types():
+    assert issubclass(DRSForbidden, FetchError) and DRSForbidden.status == 403
+    assert issubclass(DRSNoAccessMethod, FetchError) and DRSNoAccessMethod.status == 501
 
 
 def test_plain_urls_are_not_resolved():
     assert fetcher().resolve("https://example.org/a.bam") == "https://example.org/a.bam"
 
+
+
+# --- the SSRF guard: allowed hosts, refused addresses ------------------------------------------------
+
+
+class _Network:
+    """Spies on name resolution and outgoing connections. ``fake`` answers some names (a list of
+    answers: one per lookup, the last one repeated); the rest resolve for real. Connections to
+    loopback go through (the local test servers); any other is recorded and refused, so no test
+    ever leaves the machine."""
+
+    def __init__(self) -> None:
+        self.fake: dict[str, list[list[str]]] = {}
+        self.resolved: list[str] = []
+        self.connected: list[str] = []
+
+    def getaddrinfo(self, real):
+        def lookup(host, port, *args, **kwargs):
+            name = host.decode() if isinstance(host, bytes) else str(host)
+            self.resolved.append(name)
+            answers = self.fake.get(name)
+            if answers is None:
+                return real(host, port, *args, **kwargs)
+            addresses = answers.pop(0) if len(answers) > 1 else answers[0]
+            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                    for a in addresses]
+        return lookup
+
+    def create_connection(self, real):
+        def connect(address, *args, **kwargs):
+            if address[0] in ("127.0.0.1", "::1"):
+                return real(address, *args, **kwargs)
+            self.connected.append(address[0])
+            raise ConnectionRefusedError(f"test: no connection to {address[0]}")
+        return connect
+
+
+@pytest.fixture
+def network(monkeypatch) -> _Network:
+    spy = _Network()
+    monkeypatch.setattr(socket, "getaddrinfo", spy.getaddrinfo(socket.getaddrinfo))
+    monkeypatch.setattr(urllib3.util.connection, "create_connection",
+                        spy.create_connection(urllib3.util.connection.create_connection))
+    return spy
+
+
+PUBLIC = "93.184.215.14"  # a globally routable address (never actually connected to: see _Network)
+
+
+@pytest.mark.parametrize("call", ["download", "open_range", "size"])
+def test_a_host_outside_the_allowlist_is_refused_before_any_lookup_or_connection(network, tmp_path, call):
+    url = "https://example.com/data.bam"
+    guarded = fetcher(allow_http_loopback=False)
+    run = {"download": lambda: guarded.download(url, tmp_path / "s", None),
+           "open_range": lambda: guarded.open_range(url), "size": lambda: guarded.size(url)}[call]
+
+    with pytest.raises(FetchError, match=r"upstream host example\.com .*CFDB_UPSTREAM_HOSTS") as caught:
+        run()
+
+    assert caught.value.permanent is True and caught.value.status == 502
+    assert network.resolved == [] and network.connected == []
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "hosts", "allowed"),
+    [
+        ("data.4dnucleome.org", None, True),
+        ("www.encodeproject.org", None, True),
+        ("encode-public.s3.amazonaws.com", None, True),
+        ("assets.hubmapconsortium.org", None, True),
+        ("4dn-open-data-public.s3.amazonaws.com", None, True),  # ".s3.amazonaws.com": any bucket
+        ("bucket.s3.us-west-2.amazonaws.com", None, True),
+        ("s3.amazonaws.com", None, True),
+        ("DATA.4DNucleome.org.", None, True),  # case and a trailing dot do not matter
+        ("sub.data.4dnucleome.org", None, False),  # exact entries are exact
+        ("evil4dnucleome.org", None, False),
+        ("data.4dnucleome.org.evil.example", None, False),
+        ("xs3.amazonaws.com", None, False),
+        ("bucket.s3.eu-west-1.amazonaws.com", None, False),
+        ("files.example.org", ["*"], True),  # "*": any public host
+        ("a.example.org", [".example.org"], True),
+        ("example.org", [".example.org"], False),  # a dotted entry is its subdomains only
+        ("data.4dnucleome.org", ["files.example.org"], False),  # the list replaces the default
+    ],
+)
+def test_the_allowlist_admits_exact_hosts_and_dotted_suffixes(network, host, hosts, allowed):
+    network.fake[host.lower()] = [[PUBLIC]]
+    options = {} if hosts is None else {"upstream_hosts": hosts}
+
+    with pytest.raises(FetchError) as caught:
+        fetcher(allow_http_loopback=False, retries=0, **options).open_range(f"https://{host}/f.bam")
+
+    if allowed:  # the guard let it through: the connection went to the checked address
+        assert "unreachable" in str(caught.value) and network.connected == [PUBLIC]
+    else:
+        assert "CFDB_UPSTREAM_HOSTS" in str(caught.value) and network.connected == []
+
+
+def test_the_default_allowlist_is_the_fetchers_default():
+    assert SourceFetcher().upstream_hosts == list(DEFAULT_UPSTREAM_HOSTS)
+    assert SourceFetcher().allow_http_loopback is False
+
+
+def test_a_redirect_to_a_host_outside_the_allowlist_is_refused(server, network):
+    before = server.hits["/away"]
+
+    with pytest.raises(FetchError, match=r"upstream host example\.com .*CFDB_UPSTREAM_HOSTS") as caught:
+        fetcher().open_range(f"{server.base}/away")
+
+    assert caught.value.permanent is True
+    assert server.hits["/away"] - before == 1
+    assert "example.com" not in network.resolved and network.connected == []
+
+
+def test_a_redirect_to_a_private_address_is_refused_even_when_any_host_is_allowed(server, network):
+    with pytest.raises(FetchError, match=r"10\.0\.0\.1 is the private, .*never fetched") as caught:
+        fetcher(upstream_hosts=["*"]).open_range(f"{server.base}/private")
+
+    assert caught.value.permanent is True
+    assert network.connected == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "127.1.2.3", "[::1]", "[::ffff:127.0.0.1]"],
+)
+def test_loopback_ip_literals_are_refused_unless_loopback_is_allowed(tls_server, network, host):
+    srv, cert = tls_server
+    url = f"https://{host}:{srv.server_address[1]}/data"
+    before = srv.hits["/data"]
+
+    with pytest.raises(FetchError, match=r"loopback address .*CFDB_ALLOW_HTTP_LOOPBACK=true") as caught:
+        fetcher(allow_http_loopback=False, upstream_hosts=["*"], ca_bundle=str(cert)).open_range(url)
+
+    assert caught.value.permanent is True
+    assert srv.hits["/data"] == before  # refused before any request
+    assert network.resolved == [] and network.connected == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1",
+     "240.0.0.1", "255.255.255.255", "[fe80::1]", "[fc00::1]", "[ff02::1]", "[::]", "[::ffff:10.0.0.1]",
+     "[2002:a00:1::]"],  # the last two carry a private IPv4 address (mapped, 6to4)
+)
+@pytest.mark.parametrize("loopback", [False, True])
+def test_private_link_local_multicast_and_reserved_literals_are_always_refused(network, host, loopback):
+    with pytest.raises(FetchError, match=r"private, link-local, multicast or reserved .*never fetched") as caught:
+        fetcher(allow_http_loopback=loopback, upstream_hosts=["*"]).open_range(f"https://{host}/data")
+
+    assert caught.value.permanent is True
+    assert network.resolved == [] and network.connected == []
+
+
+def test_a_name_resolving_to_loopback_is_refused_unless_loopback_is_allowed(tls_server, server, network):
+    srv, cert = tls_server
+    before = srv.hits["/data"]
+
+    with pytest.raises(FetchError, match=r"localhost resolves to the loopback address .*CFDB_ALLOW_HTTP_LOOPBACK"):
+        fetcher(allow_http_loopback=False, upstream_hosts=["*"], ca_bundle=str(cert)).open_range(
+            f"https://localhost:{srv.server_address[1]}/data"
+        )
+    assert srv.hits["/data"] == before
+
+    allowed = fetcher(allow_http_loopback=True).open_range(f"http://localhost:{server.server_address[1]}/data")
+    assert read_all(allowed) == PAYLOAD
+
+
+def test_an_allowed_name_resolving_to_a_refused_address_is_refused_before_connecting(tls_server, network):
+    srv, cert = tls_server
+    network.fake["files.example.org"] = [[PUBLIC, "10.1.2.3"]]  # every address is checked, not the first
+    network.fake["local.example.org"] = [["127.0.0.1"]]
+    guarded = fetcher(allow_http_loopback=False, upstream_hosts=[".example.org"], ca_bundle=str(cert))
+    before = srv.hits["/data"]
+
+    with pytest.raises(FetchError, match=r"files\.example\.org resolves to the private, .* 10\.1\.2\.3"):
+        guarded.open_range("https://files.example.org/data")
+    with pytest.raises(FetchError, match=r"local\.example\.org resolves to the loopback address 127\.0\.0\.1"):
+        guarded.open_range(f"https://local.example.org:{srv.server_address[1]}/data")
+
+    assert network.connected == [] and srv.hits["/data"] == before
+
+
+def test_the_connection_goes_to_the_checked_address_never_a_second_lookup(network):
+    # DNS rebinding: the first answer is public, every later one is loopback. The fetcher resolves
+    # once, checks, and connects to the address it checked.
+    network.fake["rebind.example.org"] = [[PUBLIC], ["127.0.0.1"]]
+
+    with pytest.raises(FetchError, match="unreachable"):
+        fetcher(allow_http_loopback=False, upstream_hosts=["*"], retries=0).open_range("https://rebind.example.org/x")
+
+    assert network.resolved.count("rebind.example.org") == 1
+    assert network.connected == [PUBLIC]
+
+
+def test_an_unresolvable_host_is_a_transient_error(network):
+    network.fake["nowhere.example.org"] = [[]]
+
+    with pytest.raises(FetchError, match="unreachable") as caught:
+        fetcher(upstream_hosts=["*"], retries=0).open_range("https://nowhere.example.org/x")
+    assert caught.value.permanent is False and network.connected == []
+
+
+def test_a_drs_host_outside_the_allowlist_is_refused_before_any_lookup(network):
+    with pytest.raises(FetchError, match=r"upstream host drs\.example\.org .*CFDB_UPSTREAM_HOSTS") as caught:
+        fetcher(allow_http_loopback=False).resolve("drs://drs.example.org/abc")
+
+    assert caught.value.permanent is True
+    assert network.resolved == [] and network.connected == []
+
+
+def test_a_drs_server_on_loopback_is_refused_unless_loopback_is_allowed(tls_server, network):
+    srv, cert = tls_server
+    before = sum(srv.hits.values())
+
+    with pytest.raises(FetchError, match="CFDB_ALLOW_HTTP_LOOPBACK"):
+        fetcher(allow_http_loopback=False, upstream_hosts=["*"], ca_bundle=str(cert)).resolve(
+            f"drs://127.0.0.1:{srv.server_address[1]}/direct"
+        )
+    assert sum(srv.hits.values()) == before

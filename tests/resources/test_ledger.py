@@ -496,3 +496,85 @@ def test_the_latest_requester_becomes_the_source_of_a_shared_key(ledger):
     source = ledger.source(KEY)
     assert (source.dcc, source.local_id, source.size) == ("4dn", "SECOND", 2)
 
+
+
+# --- the in-flight lifecycle: requested, retried attempts, the reconciler's walk ------------------
+
+
+def test_mark_requested_moves_only_queued_jobs_and_stamps_the_time(ledger):
+    job, _ = ledger.request(_spec(), HOUR)
+
+    assert ledger.mark_requested([job.job_id]) == 1
+    assert ledger.mark_requested([job.job_id]) == 0  # already requested
+    requested = ledger.job(job.job_id)
+    assert requested.state == "requested" and requested.active and requested.requested_at is not None
+    assert ledger.queued() == []
+    again, created = ledger.request(_spec(), HOUR)  # a GET while requested attaches to the job
+    assert not created and again.job_id == job.job_id
+
+
+def test_requeue_after_a_transient_failure_is_the_next_attempt_of_the_same_job(ledger):
+    job, _ = ledger.request(_spec(), HOUR)
+    ledger.mark_requested([job.job_id])
+    ledger.mark_running(job.job_id, "run-1")
+    ledger.add_stage(job.job_id, "data")
+
+    assert ledger.requeue(job.job_id, 1, error="The worker stopped; the build will be retried.") is True
+    assert ledger.requeue(job.job_id, 1, error="a second reconciler, late") is False  # compare-and-set
+
+    retried = ledger.job(job.job_id)
+    assert (retried.state, retried.attempt, retried.run_id, retried.stages) == ("queued", 2, None, ("data",))
+    assert retried.error == "The worker stopped; the build will be retried."
+    assert [j.job_id for j, _ in ledger.queued()] == [job.job_id]
+    ledger.finish(job.job_id, succeeded=True)
+    assert ledger.job(job.job_id).error is None  # history once the build succeeded
+
+
+def test_requeue_without_an_error_asks_for_the_same_attempt_again(ledger):
+    job, _ = ledger.request(_spec(), HOUR)
+    ledger.mark_requested([job.job_id])
+
+    assert ledger.requeue(job.job_id, 1) is True
+    assert (ledger.job(job.job_id).state, ledger.job(job.job_id).attempt) == ("queued", 1)
+
+
+def test_in_flight_walks_requested_and_running_jobs_in_row_order_from_a_position(ledger):
+    made = [ledger.request(_spec(_key(n)), HOUR)[0] for n in range(5)]
+    ledger.mark_requested([j.job_id for j in made[:4]])
+    ledger.mark_running(made[1].job_id, "run-1")
+    ledger.finish(made[2].job_id, succeeded=True)
+
+    first = ledger.in_flight(0, limit=2)
+    rest = ledger.in_flight(first[-1].id, limit=2)
+
+    assert [j.job_id for j in first] == [made[0].job_id, made[1].job_id]
+    assert [j.job_id for j in rest] == [made[3].job_id]  # finished and queued jobs are not in flight
+
+
+def test_a_first_release_ledger_is_migrated_in_place(ledger_url):
+    # The first release's cfdb_jobs: no attempt/requested_at, and a one-active index over queued/running.
+    engine = sa.create_engine(ledger_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    pg = engine.dialect.name == "postgresql"
+    key, ts = ("BIGSERIAL", "TIMESTAMP WITH TIME ZONE") if pg else ("INTEGER", "DATETIME")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE cfdb_sources (cache_key VARCHAR(64) PRIMARY KEY, dcc VARCHAR(64) NOT NULL,"
+                             " local_id VARCHAR(256) NOT NULL, format VARCHAR(64) NOT NULL, family VARCHAR(32) NOT NULL,"
+                             f" checksum VARCHAR(80) NOT NULL, size BIGINT, first_requested_at {ts} NOT NULL,"
+                             f" last_requested_at {ts} NOT NULL)"))
+        conn.execute(sa.text(f"CREATE TABLE cfdb_jobs (id {key} PRIMARY KEY, job_id VARCHAR(36) NOT NULL UNIQUE,"
+                             " cache_key VARCHAR(64) NOT NULL REFERENCES cfdb_sources(cache_key), state VARCHAR(16) NOT NULL,"
+                             " run_id VARCHAR(64), stages TEXT NOT NULL, error TEXT, error_kind VARCHAR(16),"
+                             f" created_at {ts} NOT NULL, updated_at {ts} NOT NULL, finished_at {ts})"))
+        conn.execute(sa.text("CREATE UNIQUE INDEX cfdb_jobs_one_active_per_key ON cfdb_jobs (cache_key)"
+                             " WHERE state IN ('queued', 'running')"))
+    engine.dispose()
+
+    ledger = Ledger(url=ledger_url)
+    job, _ = ledger.request(_spec(), HOUR)
+    ledger.mark_requested([job.job_id])
+    again, created = ledger.request(_spec(), HOUR)
+
+    assert not created and again.job_id == job.job_id and again.attempt == 1  # one active job, requested too
+    indexes = {i["name"] for i in sa.inspect(ledger.engine).get_indexes("cfdb_jobs")}
+    assert "cfdb_jobs_one_active_per_key_v2" in indexes and "cfdb_jobs_one_active_per_key" not in indexes
+    ledger.engine.dispose()

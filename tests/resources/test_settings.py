@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from resources.settings import Settings, SettingsError
+from resources.settings import DEFAULT_UPSTREAM_HOSTS, Settings, SettingsError
+from resources.wiring import adapters
 
 
 def test_defaults_derive_from_the_data_dir(tmp_path):
@@ -31,6 +32,7 @@ def test_defaults_derive_from_the_data_dir(tmp_path):
     assert settings.compression_level == 4  # bench/pipelines.py chose it
     assert settings.failure_retry == timedelta(hours=1)
     assert settings.allow_http_loopback is False
+    assert settings.upstream_hosts == DEFAULT_UPSTREAM_HOSTS
     assert settings.cors_origin == "*"
 
 
@@ -73,6 +75,7 @@ def test_blank_values_fall_back_to_defaults(tmp_path):
             "CFDB_COMPRESSION_LEVEL",
             "CFDB_FAILURE_RETRY_S",
             "CFDB_ALLOW_HTTP_LOOPBACK",
+            "CFDB_UPSTREAM_HOSTS",
             "CFDB_CORS_ORIGIN",
         )
     }
@@ -110,6 +113,13 @@ OVERRIDES = [
     ("CFDB_ALLOW_HTTP_LOOPBACK", "false", "allow_http_loopback", False),
     ("CFDB_ALLOW_HTTP_LOOPBACK", "0", "allow_http_loopback", False),
     ("CFDB_CORS_ORIGIN", "https://example.org", "cors_origin", "https://example.org"),
+    ("CFDB_UPSTREAM_HOSTS", "files.example.org", "upstream_hosts", ("files.example.org",)),
+    ("CFDB_UPSTREAM_HOSTS", " Files.Example.ORG. , .S3.amazonaws.com,, ", "upstream_hosts",
+     ("files.example.org", ".s3.amazonaws.com")),
+    ("CFDB_UPSTREAM_HOSTS", "*", "upstream_hosts", ("*",)),
+    ("CFDB_UPSTREAM_HOSTS", "a.example.org,a.example.org,*", "upstream_hosts", ("a.example.org", "*")),
+    ("CFDB_UPSTREAM_HOSTS", "data_dcc.example.org,203.0.113.7", "upstream_hosts",
+     ("data_dcc.example.org", "203.0.113.7")),
 ]
 
 
@@ -155,6 +165,13 @@ INVALID = [
     ("CFDB_DCCS", "encode,two words", "'two words'"),
     ("CFDB_DCCS", "../etc", "'../etc'"),
     ("CFDB_DCCS", "x" * 33, repr("x" * 33)),
+    ("CFDB_UPSTREAM_HOSTS", "https://files.example.org", "'https://files.example.org'"),
+    ("CFDB_UPSTREAM_HOSTS", "files.example.org:443", "'files.example.org:443'"),
+    ("CFDB_UPSTREAM_HOSTS", "files.example.org/data", "'files.example.org/data'"),
+    ("CFDB_UPSTREAM_HOSTS", "*.example.org", "'*.example.org'"),
+    ("CFDB_UPSTREAM_HOSTS", "good.example.org, two words", "'two words'"),
+    ("CFDB_UPSTREAM_HOSTS", "a..b", "'a..b'"),
+    ("CFDB_UPSTREAM_HOSTS", ".", "'.'"),
 ]
 
 
@@ -166,6 +183,27 @@ def test_invalid_values_raise_settings_error_naming_variable_and_value(tmp_path,
     message = str(raised.value)
     assert variable in message
     assert shown in message
+
+
+def test_the_default_upstream_hosts_are_the_dccs_own_hosts_from_the_reference():
+    # The original service's outbound allowlist (reference §7) plus HuBMAP's DRS broker (§11.13).
+    assert set(DEFAULT_UPSTREAM_HOSTS) == {
+        "data.4dnucleome.org", "www.encodeproject.org", "encode-public.s3.amazonaws.com",
+        "assets.hubmapconsortium.org", "drs.hubmapconsortium.org", "s3.amazonaws.com", ".s3.amazonaws.com",
+        ".s3.us-east-1.amazonaws.com", ".s3.us-west-1.amazonaws.com", ".s3.us-west-2.amazonaws.com",
+    }
+    assert "*" not in DEFAULT_UPSTREAM_HOSTS
+
+
+@pytest.mark.parametrize(("value", "hosts"), [(None, list(DEFAULT_UPSTREAM_HOSTS)), ("a.example.org,*", ["a.example.org", "*"])])
+def test_the_fetcher_gets_the_upstream_hosts_and_the_loopback_switch(tmp_path, value, hosts):
+    env = {"CFDB_DATA_DIR": str(tmp_path), "CFDB_ALLOW_HTTP_LOOPBACK": "true"}
+    if value is not None:
+        env["CFDB_UPSTREAM_HOSTS"] = value
+
+    fetcher = adapters(Settings.from_environ(env)).fetcher
+
+    assert fetcher.upstream_hosts == hosts and fetcher.allow_http_loopback is True
 
 
 def test_settings_error_is_a_value_error():

@@ -1,5 +1,6 @@
 """Upstream bytes (passthrough formats, ?raw=true, 4DN index sidecars) through a real HTTP server
-on loopback; and the answers that refuse work: processing off (503) and the admission ceiling (429)."""
+on loopback; DRS answers (403, 501) through a real TLS DRS server; the SSRF guard's refusals; and the
+answers that refuse work: processing off (503) and the admission ceiling (429)."""
 
 from __future__ import annotations
 
@@ -223,3 +224,183 @@ def test_any_catalog_filename_makes_a_valid_content_disposition(tmp_path, upstre
     assert "\n" not in disposition and "set-cookie" not in {k.lower() for k in response.headers}
     assert "filename*=UTF-8''r%C3%A9sum%C3%A9" in disposition
 
+
+
+# --- DRS answers and the SSRF guard through the app ------------------------------------------------
+
+
+class _DRS(_Upstream):
+    """_Upstream's routes, plus GA4GH DRS v1 objects under /ga4gh/drs/v1/objects/<id>."""
+
+    def do_GET(self, head: bool = False) -> None:
+        path = self.path.split("?")[0]
+        if not path.startswith("/ga4gh/drs/v1/objects/"):
+            return super().do_GET(head)
+        object_id = path.removeprefix("/ga4gh/drs/v1/objects/")
+        base = f"https://127.0.0.1:{self.server.server_address[1]}"
+        objects = {
+            "ok": [{"type": "https", "access_url": {"url": f"{base}/file"}}],
+            "s3only": [{"type": "s3", "access_url": {"url": "s3://bucket/key"}}],
+            "globus": [{"type": "globus", "access_url": {"url": "https://app.globus.org/file-manager?x=1"}}],
+            "elsewhere": [{"type": "https", "access_url": {"url": "https://example.com/x.csv"}}],
+            "locked": [{"type": "https", "access_id": "a1"}],
+        }
+        if object_id in ("forbidden", "locked/access/a1"):
+            return self._status(403)
+        if object_id == "unauthorized":
+            return self._status(401)
+        if object_id not in objects:
+            return self._status(404)
+        body = json.dumps({"id": object_id, "access_methods": objects[object_id]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def drs_server(tmp_path_factory):
+    """A DRS server (and /file) behind real TLS on 127.0.0.1: drs:// always resolves over https."""
+    import ssl
+    import subprocess
+
+    certs = tmp_path_factory.mktemp("tls")
+    key, cert = certs / "key.pem", certs / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DRS)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}", str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def resolved(monkeypatch) -> list[str]:
+    """The host names the process resolves while a test runs (the guard refuses before any)."""
+    import socket
+
+    names: list[str] = []
+    real = socket.getaddrinfo
+
+    def spy(host, *args, **kwargs):
+        names.append(host.decode() if isinstance(host, bytes) else str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    return names
+
+
+@pytest.fixture
+def drs_app(tmp_path, drs_server):
+    """The app over a catalog of drs:// files on the local DRS server, with a fetcher that trusts
+    its certificate; settings overrides as keywords."""
+    host, cert = drs_server
+
+    def make(**env):
+        docs = [
+            _doc("4dn", "DRSOK", f"drs://{host}/ok", CSV),
+            _doc("4dn", "DRSFORBIDDEN", f"drs://{host}/forbidden", CSV),
+            _doc("4dn", "DRSBEDFORBIDDEN", f"drs://{host}/forbidden", BED),
+            _doc("4dn", "DRSLOCKED", f"drs://{host}/locked", CSV),
+            _doc("4dn", "DRSS3ONLY", f"drs://{host}/s3only", CSV),
+            _doc("4dn", "DRSELSEWHERE", f"drs://{host}/elsewhere", CSV),
+            _doc("hubmap", "HBMUNAUTH", f"drs://{host}/unauthorized", CSV),
+            _doc("hubmap", "HBMGLOBUS", f"drs://{host}/globus", CSV),
+            _doc("4dn", "DRSOFFLIST", "drs://drs.example.org/abc", CSV),
+            _doc("encode", "OFFLIST", "https://example.com/x.csv", CSV),
+        ]
+        catalog = tmp_path / "catalog.jsonl"
+        catalog.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        settings = Settings.from_environ({
+            "CFDB_DATA_DIR": str(tmp_path / "data"), "CFDB_CATALOG": str(catalog),
+            "CFDB_ALLOW_HTTP_LOOPBACK": "true", **env,
+        })
+        fetcher = SourceFetcher(allow_http_loopback=True, ca_bundle=cert, retries=0,
+                                upstream_hosts=list(settings.upstream_hosts))
+        return TestClient(create_app(settings, fetcher=fetcher), raise_server_exceptions=False)
+
+    return make
+
+
+def test_a_drs_file_is_resolved_and_proxied(drs_app):
+    with drs_app() as client:
+        part = client.get("/data/4dn/DRSOK", headers={"Range": "bytes=10-19"})
+        head = client.head("/data/4dn/DRSOK")
+    assert part.status_code == 206 and part.content == BODY[10:20]
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(BODY))
+
+
+@pytest.mark.parametrize(
+    ("path", "phrase"),
+    [
+        ("/data/4dn/DRSFORBIDDEN", "HTTP 403"),
+        ("/data/4dn/DRSBEDFORBIDDEN?raw=true", "HTTP 403"),
+        ("/data/4dn/DRSLOCKED", "access/a1 answered HTTP 403"),  # the access endpoint refuses
+        ("/data/hubmap/HBMUNAUTH", "HTTP 401"),
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_drs_server_refusing_the_object_is_403_as_the_original(drs_app, path, phrase, method):
+    with drs_app() as client:
+        response = client.request(method, path, headers={"Origin": "https://x"})
+    assert response.status_code == 403  # the original's "Access denied by upstream repository"
+    assert response.headers["access-control-allow-origin"] == "*"
+    if method == "GET":
+        assert phrase in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/data/4dn/DRSS3ONLY", "/data/hubmap/HBMGLOBUS"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_drs_object_without_an_https_access_method_is_501_as_the_original(drs_app, path, method):
+    with drs_app() as client:
+        response = client.request(method, path, headers={"Range": "bytes=0-9"})
+    assert response.status_code == 501  # the original's "No supported access method available"
+    if method == "GET":
+        assert "no https access method" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "phrase", "host"),
+    [
+        ("/data/encode/OFFLIST", "upstream host example.com", "example.com"),
+        ("/data/4dn/DRSOFFLIST", "upstream host drs.example.org", "drs.example.org"),  # the DRS host
+        ("/data/4dn/DRSELSEWHERE", "upstream host example.com", "example.com"),  # its access URL
+    ],
+)
+def test_a_host_outside_the_allowlist_is_refused_with_a_sentence_before_any_lookup(drs_app, resolved, path, phrase, host):
+    with drs_app() as client:
+        response = client.get(path)
+    assert response.status_code == 502
+    assert phrase in response.json()["detail"] and "CFDB_UPSTREAM_HOSTS" in response.json()["detail"]
+    assert host not in resolved
+
+
+def test_the_allowlist_comes_from_cfdb_upstream_hosts_but_private_addresses_stay_refused(tmp_path, resolved):
+    doc = _doc("encode", "META", "https://169.254.169.254/latest/meta-data/", CSV)
+    offlist = _doc("encode", "ELSEWHERE", "https://example.com/x.csv", CSV)
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps(doc) + "\n" + json.dumps(offlist) + "\n")
+    base = {"CFDB_DATA_DIR": str(tmp_path / "d"), "CFDB_CATALOG": str(catalog)}
+
+    with TestClient(create_app(Settings.from_environ({**base, "CFDB_UPSTREAM_HOSTS": "*"})),
+                    raise_server_exceptions=False) as client:
+        metadata = client.get("/data/encode/META")
+    with TestClient(create_app(Settings.from_environ({**base, "CFDB_UPSTREAM_HOSTS": "files.example.org"})),
+                    raise_server_exceptions=False) as client:
+        elsewhere = client.get("/data/encode/ELSEWHERE")
+
+    assert metadata.status_code == 502 and "169.254.169.254" in metadata.json()["detail"]
+    assert "never fetched" in metadata.json()["detail"]
+    assert elsewhere.status_code == 502 and "CFDB_UPSTREAM_HOSTS" in elsewhere.json()["detail"]
+    assert "example.com" not in resolved

@@ -126,3 +126,20 @@ def test_artifact_304_keeps_cors_and_etag(world):
     assert response.status_code == 304 and response.headers["etag"] == etag
     assert response.headers["access-control-allow-origin"] == "*"
     assert Path(settings.store, key, "manifest.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/nope", 404), ("GET", "/data/encode", 404), ("DELETE", "/data/encode/ENCFF000BED", 405),
+     ("PUT", "/files/encode/ENCFF000BED", 405), ("POST", "/artifacts/" + "0" * 32 + "/data.bam", 405)],
+)
+def test_unmatched_routes_and_methods_answer_json_with_cors(settings, store, method, path, status):
+    with TestClient(create_app(settings)) as client:
+        response = client.request(method, path, headers={"Origin": "https://gosling.example"})
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["detail"].endswith(".")
+    assert response.headers["access-control-allow-origin"] == "*"
+    if status == 405:
+        assert "GET" in response.headers["allow"]

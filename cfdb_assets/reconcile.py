@@ -1,0 +1,160 @@
+"""Keeping the ledger true to Dagster: every job that is not finished is moved to the state its run
+proves, whatever was missed (a ledger outage, a sensor tick that failed, a daemon restart).
+
+``decide`` is the whole policy, a pure function of a job and its run's outcome (table-tested);
+``outcome_of`` reads a run's outcome from the instance; ``settle`` applies a decision. The run-status
+sensors settle a run as soon as it ends; the on-demand sensor's tick settles the rest in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import dagster as dg
+
+from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, PERMANENT_KEY
+from cfdb_assets.tools import scrub
+from resources import Job, JobState, Ledger
+
+__all__ = ["Action", "RunOutcome", "decide", "outcome_of", "settle"]
+
+IN_PROGRESS = {
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+}
+# Run failures that say the worker went away, not that the build went wrong.
+LOST_WORKER_REASONS = {"UNEXPECTED_TERMINATION", "RUN_WORKER_RESTART", "START_TIMEOUT"}
+INTERRUPTED = "DagsterExecutionInterruptedError"
+LOST_WORKER = "The worker stopped before the build finished"
+WILL_RETRY_TAG = "dagster/will_retry"
+FAILURE_REASON_TAG = "dagster/failure_reason"
+
+
+class Action(StrEnum):
+    WAIT = "wait"  # the run is in progress, or Dagster will retry it
+    RUNNING = "running"  # the run started: record it
+    SUCCEED = "succeed"
+    RETRY = "retry"  # a transient failure with attempts left: the same job, a new run
+    REQUEST_AGAIN = "request_again"  # asked for a run that never appeared: ask again
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the instance knows of the run of a job's current attempt (``status`` None: no run)."""
+
+    status: dg.DagsterRunStatus | None
+    run_id: str | None = None
+    will_retry: bool = False  # Dagster's run retries will launch another run of this attempt
+    error: str | None = None  # the sentence a user sees
+    permanent: bool = False
+    lost_worker: bool = False
+
+
+def decide(job: Job, outcome: RunOutcome, now: datetime, max_attempts: int, request_grace_s: float) -> Action:
+    """What to do with an active job, given its run's outcome."""
+    if outcome.status is None:
+        waited = (now - job.requested_at).total_seconds() if job.requested_at else 0.0
+        return Action.REQUEST_AGAIN if job.state == JobState.REQUESTED and waited > request_grace_s else Action.WAIT
+    if outcome.status in IN_PROGRESS:
+        started = outcome.status == dg.DagsterRunStatus.STARTED
+        return Action.RUNNING if started and (job.state != JobState.RUNNING or job.run_id != outcome.run_id) else Action.WAIT
+    if outcome.status == dg.DagsterRunStatus.SUCCESS:
+        return Action.SUCCEED
+    if outcome.status == dg.DagsterRunStatus.FAILURE and outcome.will_retry:
+        return Action.WAIT
+    if outcome.status == dg.DagsterRunStatus.FAILURE and not outcome.permanent and job.attempt < max_attempts:
+        return Action.RETRY
+    return Action.FAIL
+
+
+def settle(ledger: Ledger, job: Job, outcome: RunOutcome, action: Action) -> None:
+    """Write a decision to the ledger (each write is conditional: a late or repeated one is a no-op)."""
+    if action == Action.RUNNING:
+        ledger.mark_running(job.job_id, outcome.run_id or "")
+    elif action == Action.SUCCEED:
+        ledger.finish(job.job_id, succeeded=True)
+    elif action == Action.REQUEST_AGAIN:
+        ledger.requeue(job.job_id, job.attempt)
+    elif action == Action.RETRY:
+        reason = f"{LOST_WORKER}; the build will be retried." if outcome.lost_worker else (
+            f"{outcome.error} The build will be retried.")
+        ledger.requeue(job.job_id, job.attempt, error=reason)
+    elif action == Action.FAIL:
+        ledger.finish(job.job_id, succeeded=False, error=_final_error(job, outcome), permanent=outcome.permanent)
+
+
+def _final_error(job: Job, outcome: RunOutcome) -> str:
+    if outcome.status == dg.DagsterRunStatus.CANCELED:
+        return "The run was canceled."
+    if outcome.lost_worker:
+        return f"{LOST_WORKER}, {job.attempt} times; request the file again later."
+    tries = f" (after {job.attempt} attempts)" if job.attempt > 1 else ""
+    return f"{outcome.error or 'The run failed.'}{tries}"
+
+
+def runs_of(instance: dg.DagsterInstance, jobs: list[Job]) -> dict[str, dg.RunRecord]:
+    """The newest run of each job's current attempt (retries of a run carry its tags), one query."""
+    if not jobs:
+        return {}
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={JOB_ID_TAG: [j.job_id for j in jobs]}))
+    attempts = {j.job_id: str(j.attempt) for j in jobs}
+    newest: dict[str, dg.RunRecord] = {}
+    for record in records:  # newest first
+        tags = record.dagster_run.tags
+        job_id = tags.get(JOB_ID_TAG)
+        if job_id in attempts and tags.get(ATTEMPT_TAG, "1") == attempts[job_id] and job_id not in newest:
+            newest[job_id] = record
+    return newest
+
+
+def outcome_of(instance: dg.DagsterInstance, record: dg.RunRecord | None) -> RunOutcome:
+    """A run's outcome; for a failure, its user-facing error and whether it is permanent."""
+    if record is None:
+        return RunOutcome(None)
+    run = record.dagster_run
+    if run.status != dg.DagsterRunStatus.FAILURE:
+        return RunOutcome(run.status, run.run_id)
+    error, permanent, step = _failure(instance, run.run_id)
+    reason = run.tags.get(FAILURE_REASON_TAG)
+    # No step failed (the worker died mid-step and was marked failed from outside), a step was
+    # interrupted (the worker was stopped), or Dagster says so.
+    lost = step == INTERRUPTED or reason in LOST_WORKER_REASONS or (step is None and reason is None)
+    return RunOutcome(
+        run.status,
+        run.run_id,
+        will_retry=run.tags.get(WILL_RETRY_TAG) == "true",
+        error=error,
+        permanent=permanent and not lost,
+        lost_worker=lost,
+    )
+
+
+def _failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str, bool, str | None]:
+    """(sentence, permanent, the failed step's error class or None) from a failed run's events:
+    the step's Failure says the first two (cfdb_assets.assets); an unexpected error gives its
+    innermost cause, paths scrubbed; no step failure, the run failure's message."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        data = entry.dagster_event.step_failure_data
+        failure = data.user_failure_data
+        if failure is not None and failure.description:
+            flag = failure.metadata.get(PERMANENT_KEY)
+            return scrub(failure.description), bool(flag and flag.value), "Failure"
+        error = data.error
+        while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
+            error = error.cause
+        if error is not None:
+            # SerializableErrorInfo.message starts with the dotted class path; keep the bare name.
+            message = error.message.strip()
+            head, sep, rest = message.partition(": ")
+            if sep and head.endswith(error.cls_name):
+                message = rest
+            return scrub(f"{error.cls_name}: {message}"), False, error.cls_name
+    failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    message = failures[-1].message if failures and failures[-1].message else "The run failed."
+    return scrub(message), False, None

@@ -1,0 +1,124 @@
+"""The reconciler: the decision table, and a real instance's failed runs settled into the ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from cfdb_assets.definitions import build_definitions
+from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG
+from cfdb_assets.reconcile import Action, RunOutcome, decide
+from resources import Job, JobState, Ledger
+from tests.helpers import files_for
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+S = dg.DagsterRunStatus
+
+
+def job(state: JobState, attempt: int = 1, requested_s_ago: float | None = None, run_id: str | None = None) -> Job:
+    requested = NOW - timedelta(seconds=requested_s_ago) if requested_s_ago is not None else None
+    return Job("j", "k" * 32, state, run_id, (), None, None, NOW, NOW, None, attempt, requested)
+
+
+DECISIONS = [
+    # (job, outcome, action)
+    (job(JobState.REQUESTED, requested_s_ago=5), RunOutcome(None), Action.WAIT),
+    (job(JobState.REQUESTED, requested_s_ago=500), RunOutcome(None), Action.REQUEST_AGAIN),
+    (job(JobState.RUNNING, run_id="r"), RunOutcome(None), Action.WAIT),  # its run was deleted: no guessing
+    (job(JobState.REQUESTED), RunOutcome(S.QUEUED, "r"), Action.WAIT),
+    (job(JobState.REQUESTED), RunOutcome(S.STARTED, "r"), Action.RUNNING),
+    (job(JobState.RUNNING, run_id="r"), RunOutcome(S.STARTED, "r"), Action.WAIT),
+    (job(JobState.RUNNING, run_id="r1"), RunOutcome(S.STARTED, "r2"), Action.RUNNING),  # a Dagster retry run
+    (job(JobState.RUNNING), RunOutcome(S.SUCCESS, "r"), Action.SUCCEED),
+    (job(JobState.RUNNING), RunOutcome(S.FAILURE, "r", will_retry=True), Action.WAIT),
+    (job(JobState.RUNNING), RunOutcome(S.FAILURE, "r", error="x", lost_worker=True), Action.RETRY),
+    (job(JobState.RUNNING, attempt=3), RunOutcome(S.FAILURE, "r", lost_worker=True), Action.FAIL),
+    (job(JobState.RUNNING), RunOutcome(S.FAILURE, "r", error="ChecksumMismatch: ...", permanent=True), Action.FAIL),
+    (job(JobState.RUNNING), RunOutcome(S.CANCELED, "r"), Action.FAIL),
+]
+
+
+@pytest.mark.parametrize(("job_", "outcome", "action"), DECISIONS)
+def test_decide(job_, outcome, action):
+    assert decide(job_, outcome, NOW, max_attempts=3, request_grace_s=120) == action
+
+
+def _requested_job(settings, instance) -> tuple[Ledger, Job, dg.DagsterRun]:
+    """A requested job and a run of its attempt, created in the instance as the daemon would."""
+    files = files_for(settings)
+    record = files.lookup("encode", "ENCFF000BED")
+    plan = files.plan(record)
+    ledger_job, _ = files.request(record, plan)
+    files.ledger.mark_requested([ledger_job.job_id])
+    job_def = build_definitions(settings).resolve_job_def("encode_intervals")
+    instance.add_dynamic_partitions("encode_intervals", [plan.cache_key])
+    run = instance.create_run_for_job(
+        job_def, tags={JOB_ID_TAG: ledger_job.job_id, ATTEMPT_TAG: "1", "dagster/partition": plan.cache_key}
+    )
+    return files.ledger, files.ledger.job(ledger_job.job_id), run
+
+
+def _tick(settings, instance, ledger):
+    sensor = build_definitions(settings).get_sensor_def("on_demand")
+    return sensor(dg.build_sensor_context(instance=instance, resources={"ledger": ledger}))
+
+
+def test_a_lost_worker_is_retried_as_the_next_attempt_of_the_same_job(settings):
+    with dg.instance_for_test() as instance:
+        ledger, requested, run = _requested_job(settings, instance)
+        instance.report_run_failed(run)  # what run monitoring writes for a dead worker: no step failed
+
+        result = _tick(settings, instance, ledger)
+
+        retried = ledger.job(requested.job_id)
+        assert (retried.state, retried.attempt) == ("requested", 2)  # requeued, then requested again
+        assert retried.error == "The worker stopped before the build finished; the build will be retried."
+        assert [r.run_key for r in result.run_requests] == [f"{requested.job_id}:2"]
+        assert result.run_requests[0].tags[ATTEMPT_TAG] == "2"
+
+
+def test_a_run_dagster_will_retry_is_waited_for(settings):
+    with dg.instance_for_test() as instance:
+        ledger, requested, run = _requested_job(settings, instance)
+        instance.report_run_failed(run)
+        instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
+
+        _tick(settings, instance, ledger)
+
+        assert (ledger.job(requested.job_id).state, ledger.job(requested.job_id).attempt) == ("requested", 1)
+
+
+def test_the_last_attempt_fails_the_job_with_the_lost_worker_sentence(settings):
+    with dg.instance_for_test() as instance:
+        ledger, requested, run = _requested_job(settings, instance)
+        for attempt in (1, 2):  # two lost attempts...
+            ledger.requeue(requested.job_id, attempt, error="lost")
+        ledger.mark_requested([requested.job_id])
+        third = instance.create_run_for_job(
+            build_definitions(settings).resolve_job_def("encode_intervals"),
+            tags={JOB_ID_TAG: requested.job_id, ATTEMPT_TAG: "3", "dagster/partition": run.tags["dagster/partition"]},
+        )
+        instance.report_run_failed(third)  # ... and the third
+
+        _tick(settings, instance, ledger)
+
+        failed = ledger.job(requested.job_id)
+        assert (failed.state, failed.error_kind) == ("failed", "transient")
+        assert failed.error == "The worker stopped before the build finished, 3 times; request the file again later."
+
+
+def test_a_requested_run_that_never_appeared_is_asked_for_again(settings):
+    from cfdb_assets.sensors import Policy, build_on_demand_sensor
+    from cfdb_assets.definitions import build_families
+
+    files = files_for(settings)
+    record = files.lookup("encode", "ENCFF000BED")
+    job_, _ = files.request(record, files.plan(record))
+    files.ledger.mark_requested([job_.job_id])  # the tick marked it; the daemon then never created the run
+    sensor = build_on_demand_sensor(build_families(settings), policy=Policy(request_grace_s=0))
+    with dg.instance_for_test() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"ledger": files.ledger}))
+
+    assert [r.run_key for r in result.run_requests] == [f"{job_.job_id}:1"]  # the same attempt, requested again
