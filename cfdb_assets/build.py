@@ -9,6 +9,7 @@ the sort already did, then commit the set by writing its manifest, last.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -34,9 +35,10 @@ from resources import (
     SourceRow,
 )
 
-__all__ = ["BuildError", "Builder", "file_sha256"]
+__all__ = ["BuildError", "Builder", "file_sha256", "sweep_stale_scratch"]
 
 LOG = logging.getLogger("cfdb.build")
+OWNER = ".owner"  # in each scratch directory, flock-ed by the process that uses it
 
 
 class BuildError(Exception):
@@ -146,13 +148,40 @@ class Builder:
 
     @contextlib.contextmanager
     def scratch(self, label: str) -> Iterator[Path]:
-        """A fresh directory for one step, removed on every outcome."""
+        """A fresh directory for one step, removed on every outcome; the scratch of dead workers
+        (killed before they could clean up) is swept first."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        sweep_stale_scratch(self.work_dir)
         path = Path(tempfile.mkdtemp(prefix=f"{label[:8]}-", dir=self.work_dir))
+        # Held for the directory's life: the kernel releases it when this process dies, however it dies.
+        owner = open(path / OWNER, "w")  # closed in finally
+        fcntl.flock(owner, fcntl.LOCK_EX)
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+            owner.close()
+
+
+def sweep_stale_scratch(work_dir: Path, unowned_after_s: float = 600.0) -> list[str]:
+    """Remove the scratch directories whose owner died (their lock is free); a directory without an
+    owner file is left ``unowned_after_s`` to be claimed. Returns the names removed."""
+    removed = []
+    for path in work_dir.iterdir() if work_dir.is_dir() else ():
+        if not path.is_dir():
+            continue
+        try:
+            with open(path / OWNER) as owner:
+                fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live worker's
+        except FileNotFoundError:
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - path.stat().st_mtime < unowned_after_s:
+                    continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
 
 
 def file_sha256(path: Path) -> str:

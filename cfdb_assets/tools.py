@@ -30,14 +30,20 @@ def scrub(text: str) -> str:
     return _PATH.sub("<path>", text)
 
 
-def run(cmd: str, cwd: Path) -> str:
-    """Run ``cmd`` under bash -o pipefail in its own process group; return stdout.
+# bash runs the pipeline in the background of its own process group and, on SIGTERM, kills that
+# whole group: the group dies with its worker whichever way the worker goes. A cancelled run raises
+# in this thread (and _kill_group follows); a worker killed outright (SIGKILL, the OOM killer) sends
+# bash its parent-death signal (setpriv --pdeathsig), so no sort or samtools outlives it.
+_GUARDED = 'trap "trap - TERM; kill -KILL 0" TERM; ( {cmd}\n) & wait $!'
 
-    On any interruption (a cancelled Dagster run raises in this thread) the whole group is killed,
-    so no samtools or sort outlives its run."""
+
+def run(cmd: str, cwd: Path) -> str:
+    """Run ``cmd`` under bash -o pipefail in its own process group, tied to this process's life;
+    return stdout. Raises ToolError (with the tail of stderr, paths scrubbed) on a non-zero exit."""
     env = {**os.environ, "LC_ALL": "C", "TMPDIR": str(cwd)}
     proc = subprocess.Popen(
-        ["bash", "-o", "pipefail", "-c", cmd], cwd=cwd, env=env, start_new_session=True,
+        ["setpriv", "--pdeathsig", "TERM", "--", "bash", "-o", "pipefail", "-c", _GUARDED.format(cmd=cmd)],
+        cwd=cwd, env=env, start_new_session=True,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
     )
     try:

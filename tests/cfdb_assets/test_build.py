@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import pysam
@@ -83,3 +84,26 @@ def test_index_without_sorted_data_is_a_build_error(builder):
 
     with pytest.raises(BuildError, match="has no sorted data in the store"):
         builder.index(key)
+
+
+def test_the_scratch_of_a_dead_worker_is_swept_and_a_live_one_kept(builder, tmp_path):
+    import subprocess
+    import sys
+
+    from cfdb_assets.build import sweep_stale_scratch
+
+    # A real worker holds a scratch directory, and is killed outright before it can clean up.
+    code = ("import sys, time; from pathlib import Path; from cfdb_assets.build import Builder;"
+            "b = Builder(None, None, None, None, None, Path(sys.argv[1]));"
+            "ctx = b.scratch('deadbeef'); p = ctx.__enter__(); (p / 'big.tmp').write_bytes(b'x' * 1000);"
+            "print(p.name, flush=True); time.sleep(60)")
+    worker = subprocess.Popen([sys.executable, "-c", code, str(builder.work_dir)], stdout=subprocess.PIPE, text=True,
+                              cwd=str(Path(__file__).resolve().parents[2]))
+    dead = worker.stdout.readline().strip()
+    with builder.scratch("live") as live:
+        assert sweep_stale_scratch(builder.work_dir) == []  # both owners alive
+        worker.kill()
+        worker.wait()
+
+        assert sweep_stale_scratch(builder.work_dir) == [dead]
+        assert live.exists() and not (builder.work_dir / dead).exists()

@@ -56,3 +56,28 @@ def test_interrupting_a_step_kills_its_whole_process_group(tmp_path):
     while _processes_running(f"sleep {marker}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _processes_running(f"sleep {marker}") == []
+
+
+def test_a_worker_killed_outright_takes_its_tools_with_it(tmp_path):
+    # A real worker process runs a pipeline, then is SIGKILLed (nothing of it can clean up): the
+    # tools must not outlive it (bash's parent-death signal kills the pipeline's process group).
+    import subprocess
+    import sys
+
+    marker = f"{random.randrange(10**6)}.25"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", f"from cfdb_assets.tools import run; run('sleep {marker} | (sleep {marker}; cat)', "
+                               f"__import__('pathlib').Path({str(tmp_path)!r}))"],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    deadline = time.monotonic() + 30
+    while len(_processes_running(f"sleep {marker}")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_processes_running(f"sleep {marker}")) >= 2, "the pipeline did not start"  # sleeps (+ bash)
+
+    worker.kill()
+    worker.wait()
+    deadline = time.monotonic() + 5
+    while _processes_running(f"sleep {marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_running(f"sleep {marker}") == []
