@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the service on the embedded defaults: the Dagster daemon and webserver and the API, on a
 # local data directory. Generates the demo catalog unless CFDB_CATALOG names another one.
-# Ctrl-C stops everything this script started.
+# A service that exits is restarted; Ctrl-C (or SIGTERM) stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CFDB_DATA_DIR="${CFDB_DATA_DIR:-$PWD/.cfdb}"
@@ -12,7 +12,9 @@ API_PORT="${CFDB_API_PORT:-8000}"
 BIN=.venv/bin
 
 mkdir -p "$CFDB_DATA_DIR" "$DAGSTER_HOME"
-[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# The embedded instance is the repository's dagster.yaml, refreshed on every start (an old copy would
+# keep an old configuration).
+cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 if [ -z "${CFDB_CATALOG:-}" ]; then
   "$BIN/python" -m synthetic.demo "$CFDB_DATA_DIR/demo" >/dev/null
   export CFDB_CATALOG="$CFDB_DATA_DIR/demo/catalog.jsonl"
@@ -22,21 +24,38 @@ logs="$CFDB_DATA_DIR/logs"; mkdir -p "$logs"
 # Create (or upgrade) the instance's storage once, before two processes race to create its tables.
 "$BIN/dagster" instance migrate >"$logs/migrate.log" 2>&1 || { cat "$logs/migrate.log"; exit 1; }
 
-pids=()
-stop() {
-  trap - INT TERM EXIT
-  echo; echo "Stopping..."
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  sleep 2
-  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  exit 0
-}
-trap stop INT TERM EXIT
+# Supervision: each service runs in its own process group (setsid), so one kill reaches its
+# children. A service that exits is restarted after a backoff (1 s, doubling to 30 s, back to 1 s
+# once it has stayed up 60 s); the others keep running. Ctrl-C or SIGTERM stops every group.
+daemon=("$BIN/dagster-daemon" run -w workspace.yaml)
+webserver=("$BIN/dagster-webserver" -w workspace.yaml -h 0.0.0.0 -p "$CFDB_DAGSTER_PORT")
+api=("$BIN/uvicorn" serve.asgi:app --host 0.0.0.0 --port "$API_PORT")
+declare -A pid=() since=() backoff=() due=()
+groups=()  # every group ever started: a crashed daemon's runs in flight live on in its old group
+timer=
 
-# setsid: each service gets its own process group, so stop() reaches its children too.
-setsid "$BIN/dagster-daemon" run -w workspace.yaml >"$logs/daemon.log" 2>&1 & pids+=($!)
-setsid "$BIN/dagster-webserver" -w workspace.yaml -h 0.0.0.0 -p "$CFDB_DAGSTER_PORT" >"$logs/webserver.log" 2>&1 & pids+=($!)
-setsid "$BIN/uvicorn" serve.asgi:app --host 0.0.0.0 --port "$API_PORT" >"$logs/api.log" 2>&1 & pids+=($!)
+start() {  # start service $1 (the name of its command array), its log appended to logs/$1.log
+  local -n argv=$1
+  setsid "${argv[@]}" >>"$logs/$1.log" 2>&1 &
+  pid[$1]=$! since[$1]=$SECONDS; groups+=("$!")
+}
+
+stop() {
+  trap - INT TERM EXIT; set +e
+  echo; echo "Stopping..."
+  [ -n "$timer" ] && kill "$timer" 2>/dev/null
+  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null; done
+  for _ in $(seq 1 50); do  # a grace of up to 10 s, then KILL whatever is left
+    alive=; for g in "${groups[@]}"; do kill -0 -- "-$g" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break; sleep 0.2
+  done
+  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
+  exit "${1:-0}"
+}
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT  # a failed startup still stops what it started, and still exits non-zero
+
+for name in daemon webserver api; do : >"$logs/$name.log"; backoff[$name]=1; start "$name"; done
 
 healthy() { "$BIN/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$API_PORT/health', timeout=2)" 2>/dev/null; }
 for _ in $(seq 1 60); do healthy && break; sleep 1; done
@@ -53,6 +72,26 @@ Try:
 
 Press Ctrl-C to stop.
 MSG
-wait -n "${pids[@]}" || true
-echo "A service exited; see the logs in $logs"
-exit 1
+
+# Wait for any service (or the backoff timer) to end; restart services whose backoff is over.
+while :; do
+  next=
+  for name in "${!due[@]}"; do
+    if (( due[$name] <= SECONDS )); then unset "due[$name]"; start "$name"
+    elif [ -z "$next" ] || (( due[$name] < next )); then next=${due[$name]}; fi
+  done
+  timer=
+  if [ -n "$next" ]; then sleep $(( next - SECONDS )) & timer=$!; fi
+  # `wait` returns at once on SIGINT/SIGTERM, whose trap then stops everything.
+  status=0; ended=; wait -n -p ended "${pid[@]}" $timer || status=$?
+  if [ -n "$timer" ]; then kill "$timer" 2>/dev/null || true; fi
+  for name in "${!pid[@]}"; do
+    [ "${pid[$name]}" = "$ended" ] || continue
+    unset "pid[$name]"
+    (( SECONDS - since[$name] >= 60 )) && backoff[$name]=1
+    due[$name]=$(( SECONDS + backoff[$name] ))
+    msg="$(date '+%F %T') $name (pid $ended) exited with status $status; restarting in ${backoff[$name]} s"
+    echo "$msg"; echo "run.sh: $msg" >>"$logs/$name.log"
+    backoff[$name]=$(( backoff[$name] * 2 > 30 ? 30 : backoff[$name] * 2 ))
+  done
+done
