@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CFDB_DATA_DIR="${CFDB_DATA_DIR:-$PWD/.cfdb}"
+own_home=${DAGSTER_HOME:+yes}
 export DAGSTER_HOME="${DAGSTER_HOME:-$CFDB_DATA_DIR/dagster_home}"
 export CFDB_DAGSTER_PORT="${CFDB_DAGSTER_PORT:-3000}"
 export CFDB_DAGSTER_URL="${CFDB_DAGSTER_URL:-http://localhost:$CFDB_DAGSTER_PORT}"
@@ -13,8 +14,8 @@ BIN=.venv/bin
 
 mkdir -p "$CFDB_DATA_DIR" "$DAGSTER_HOME"
 # The embedded instance is the repository's dagster.yaml, refreshed on every start (an old copy would
-# keep an old configuration).
-cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# keep an old configuration); a DAGSTER_HOME of your own keeps its dagster.yaml.
+if [ -z "$own_home" ] || [ ! -f "$DAGSTER_HOME/dagster.yaml" ]; then cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"; fi
 if [ -z "${CFDB_CATALOG:-}" ]; then
   "$BIN/python" -m synthetic.demo "$CFDB_DATA_DIR/demo" >/dev/null
   export CFDB_CATALOG="$CFDB_DATA_DIR/demo/catalog.jsonl"
