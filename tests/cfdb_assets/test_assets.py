@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from cfdb_assets.definitions import build_definitions, build_families
 from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG
@@ -153,3 +154,13 @@ def test_a_job_for_a_dcc_this_code_location_lacks_fails_visibly(tmp_path, demo_d
     failed = ledger.job(job.job_id)
     assert failed.state == "failed" and "CFDB_DCCS" in failed.error
 
+
+
+def test_the_code_location_refuses_to_load_on_local_only_production_settings(tmp_path):
+    # The daemon and every run worker load this code location: in production they refuse a private
+    # SQLite ledger, a local store or catalog, with the sentence that names the variable to set.
+    from resources import Settings, SettingsError
+
+    settings = Settings.from_environ({"CFDB_PROFILE": "production", "CFDB_DATA_DIR": str(tmp_path)})
+    with pytest.raises(SettingsError, match=r"CFDB_LEDGER_URL.*CFDB_STORE.*CFDB_CATALOG"):
+        build_definitions(settings)
