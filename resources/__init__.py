@@ -10,6 +10,8 @@ from resources.catalog_jsonl import FileCatalog, S3Catalog
 from resources.catalog_mongo import MongoCatalog
 from resources.fetcher import (
     ChecksumMismatch,
+    DRSForbidden,
+    DRSNoAccessMethod,
     FetchError,
     PermanentFetchError,
     SourceFetcher,
@@ -35,6 +37,8 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "ChecksumMismatch",
+    "DRSForbidden",
+    "DRSNoAccessMethod",
     "ErrorKind",
     "FetchError",
     "FileCatalog",

@@ -155,6 +155,9 @@ class JsonLinesCatalog(Catalog, ABC):
             self._lock.release()
 
     def _reload(self, stamp: Any) -> None:
+        # Let the request that started this thread take the GIL back first (Thread.start waits for
+        # the thread to run): without it, that request waits up to a switch interval or longer.
+        time.sleep(0)
         try:
             index = self._build(stamp)
         except CatalogError as exc:

@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import dagster as dg
 import requests
+from pydantic import Field
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -147,7 +148,7 @@ class SourceFetcher(dg.ConfigurableResource):
     # The hosts https upstreams may be on (CFDB_UPSTREAM_HOSTS): exact names, ".suffix" for any
     # subdomain, "*" for any public host. Private, link-local, multicast and reserved addresses are
     # refused whatever the list says; loopback too, unless allow_http_loopback.
-    upstream_hosts: list[str] = list(DEFAULT_UPSTREAM_HOSTS)
+    upstream_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_UPSTREAM_HOSTS))
 
     def download(self, url: str, dest: Path, checksum: str | None) -> Download:
         """Fetch ``url`` to ``dest``, verifying ``checksum`` (``md5:<hex>`` / ``sha256:<hex>``).

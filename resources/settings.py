@@ -179,6 +179,8 @@ class Settings:
                             "s3://bucket/key JSON Lines snapshot")
         if self.allow_file_urls:
             problems.append("file:// access URLs are allowed; set CFDB_ALLOW_FILE_URLS=false")
+        if self.allow_http_loopback:
+            problems.append("loopback upstreams are allowed; unset CFDB_ALLOW_HTTP_LOOPBACK")
         if problems:
             raise SettingsError(
                 "The production profile (CFDB_PROFILE=production, or a remote run launcher in "

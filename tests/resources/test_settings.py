@@ -237,8 +237,10 @@ def test_production_settings_that_share_everything_pass_and_refuse_file_urls_by_
         ({"CFDB_CATALOG": "/data/catalog.jsonl"}, "CFDB_CATALOG"),
         ({"CFDB_CATALOG": "file:///data/catalog.jsonl"}, "CFDB_CATALOG"),
         ({"CFDB_ALLOW_FILE_URLS": "true"}, "CFDB_ALLOW_FILE_URLS=false"),
+        ({"CFDB_ALLOW_HTTP_LOOPBACK": "true"}, "CFDB_ALLOW_HTTP_LOOPBACK"),
     ],
-    ids=["no-ledger", "sqlite-ledger", "local-store", "default-store", "catalog-file", "catalog-file-uri", "file-urls"],
+    ids=["no-ledger", "sqlite-ledger", "local-store", "default-store", "catalog-file", "catalog-file-uri", "file-urls",
+         "loopback"],
 )
 def test_production_refuses_each_local_only_setting_naming_the_variable(change, variable):
     settings = Settings.from_environ({**PRODUCTION_OK, **change})
