@@ -128,6 +128,10 @@ class Catalog(dg.ConfigurableResource, ABC):
         """What the last load or check found, or None before one."""
         return None
 
+    def reload_error(self) -> str | None:
+        """Why the last reload failed (the previous load is still served), or None."""
+        return None
+
     def _skip_reason(self, record: FileRecord) -> str | None:
         if not record.local_id:
             return NO_LOCAL_ID

@@ -107,8 +107,8 @@ class JsonLinesCatalog(Catalog, ABC):
 
     def check(self) -> None:
         """Load now, raising what the load raises (startup); waits for a background reload first."""
-        self.wait_reloaded()
-        with self._lock:
+        with self._lock:  # held: no new reload starts; the one under way ends without it
+            self.wait_reloaded()
             stamp = self._stamp()
             if self._index is None or self._index.stamp != stamp:
                 try:

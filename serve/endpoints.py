@@ -123,7 +123,8 @@ class Endpoints:
 
     async def health(self, request: Request) -> Response:
         report = self.catalog.report()
-        return JSONResponse({"status": "ok", "catalog": report.to_json() if report else None})
+        catalog = {**report.to_json(), "reload_error": self.catalog.reload_error()} if report else None
+        return JSONResponse({"status": "ok", "catalog": catalog})
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self.document)

@@ -155,6 +155,7 @@ def openapi(dccs: tuple[str, ...]) -> dict[str, Any]:
                         "documents": {"type": "integer"},
                         "skipped": {"type": "object", "additionalProperties": {"type": "integer"}},
                         "skipped_examples": {"type": "array", "items": {"type": "string"}},
+                        "reload_error": {"type": "string", "nullable": True},
                     }},
                 }},
                 "Ready": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
