@@ -8,9 +8,7 @@ and renamed only when complete and verified.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,13 +18,23 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import dagster as dg
 import requests
 from pydantic import Field
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-from urllib3.util import connection as urllib3_connection
 
+from resources.fetch_errors import (
+    DRS_ERRORS,
+    UPSTREAM_ERRORS,
+    ChecksumMismatch,
+    DRSForbidden,
+    DRSNoAccessMethod,
+    FetchError,
+    PermanentFetchError,
+    UpstreamNotFound,
+    UpstreamRangeNotSatisfiable,
+    UpstreamTimeout,
+    redact_url,
+)
 from resources.ranges import ByteRange, RangeNotSatisfiable, read_span
 from resources.settings import DEFAULT_UPSTREAM_HOSTS
+from resources.upstream_guard import PinnedAdapter, check_url, resolve_checked
 
 __all__ = [
     "ChecksumMismatch",
@@ -44,66 +52,6 @@ __all__ = [
 ]
 
 CHUNK = 1024 * 1024
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-class FetchError(Exception):
-    """The source could not be fetched.
-
-    ``permanent``: a retry will not help (the build fails for good, and the failure is remembered);
-    ``status``: what a proxy of the upstream answers the client."""
-
-    permanent = False
-    status = 502
-
-
-class UpstreamTimeout(FetchError):
-    status = 504
-
-
-class PermanentFetchError(FetchError):
-    permanent = True
-
-
-class UpstreamNotFound(PermanentFetchError):
-    status = 404
-
-
-class ChecksumMismatch(PermanentFetchError):
-    """The downloaded bytes do not match the catalog checksum."""
-
-
-class DRSForbidden(PermanentFetchError):
-    """A DRS object or access endpoint answered 401/403: answered 403, as the original did."""
-
-    status = 403
-
-
-class DRSNoAccessMethod(PermanentFetchError):
-    """The DRS object has no https access method: answered 501, as the original did."""
-
-    status = 501
-
-
-class UpstreamRangeNotSatisfiable(PermanentFetchError):
-    """The range starts past the end of the upstream file (``size`` when known)."""
-
-    status = 416
-
-    def __init__(self, size: int | None):
-        super().__init__("The range starts past the end of the upstream file.")
-        self.size = size
-
-
-# How an upstream's HTTP error answers are classified; anything else is transient (502).
-UPSTREAM_ERRORS: dict[int, type[FetchError]] = {
-    401: PermanentFetchError,
-    403: PermanentFetchError,
-    404: UpstreamNotFound,
-    410: UpstreamNotFound,
-}
-# A DRS server's own refusals are the repository's answer about the file (the original's 403).
-DRS_ERRORS: dict[int, type[FetchError]] = {**UPSTREAM_ERRORS, 401: DRSForbidden, 403: DRSForbidden}
 
 
 @dataclass(frozen=True)
@@ -124,13 +72,6 @@ class Upstream:
     end: int | None  # exclusive; None when unknown
     chunks: Iterator[bytes]
     close: Callable[[], None]
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials and query string (signed URLs carry secrets there)."""
-    parts = urlsplit(url)
-    # The netloc minus any userinfo: keeps IPv6 brackets, and never raises on a malformed port.
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 class SourceFetcher(dg.ConfigurableResource):
@@ -205,7 +146,7 @@ class SourceFetcher(dg.ConfigurableResource):
             if not access and method.get("access_id"):
                 access = self._json(f"{base}/access/{quote(str(method['access_id']), safe='')}", "DRS access URL").get("url")
             if isinstance(access, str) and access:
-                self._check_url(access)
+                check_url(access, self.upstream_hosts, self.allow_http_loopback)
                 return access
         raise DRSNoAccessMethod(
             f"The DRS object {redact_url(url)} has no https access method; it cannot be fetched here."
@@ -273,81 +214,6 @@ class SourceFetcher(dg.ConfigurableResource):
             )
         return _file_path(url)
 
-    def _check_url(self, url: str) -> None:
-        """The SSRF guard's first half, before any DNS lookup or connection: the scheme, the host
-        against ``upstream_hosts``, and an IP-literal host against the refused address ranges."""
-        parts = urlsplit(url)
-        host = (parts.hostname or "").rstrip(".")
-        loopback_name = host in _LOOPBACK or _is_loopback_literal(host)
-        http_loopback = parts.scheme == "http" and self.allow_http_loopback and parts.hostname in _LOOPBACK
-        if parts.scheme != "https" and not http_loopback:
-            raise PermanentFetchError(
-                f"Unsupported source URL scheme in {redact_url(url)}: expected file://, https:// or drs://."
-            )
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError:
-            raise PermanentFetchError(f"The source URL {redact_url(url)} has an invalid port.") from None
-        if not host:
-            raise PermanentFetchError(f"The source URL {redact_url(url)} has no host.")
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None:
-            self._check_address(host, literal)
-        if self.allow_http_loopback and loopback_name:
-            return  # a loopback test server: allowed by CFDB_ALLOW_HTTP_LOOPBACK, whatever the list
-        if not _host_allowed(host, self.upstream_hosts):
-            raise PermanentFetchError(
-                f"The upstream host {host} ({redact_url(url)}) is not an allowed upstream; to fetch from it, "
-                "add it to CFDB_UPSTREAM_HOSTS (host names, .example.org for its subdomains, * for any "
-                "public host)."
-            )
-
-    def _check_address(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
-        """Refuse an address that is not public (loopback is fine with allow_http_loopback)."""
-        if _is_public(address):
-            return
-        is_ = "is" if host.strip("[]") == str(address) else "resolves to"
-        if _is_loopback(address):
-            if self.allow_http_loopback:
-                return
-            raise PermanentFetchError(
-                f"The upstream host {host} {is_} the loopback address {address}, which is never fetched "
-                "unless CFDB_ALLOW_HTTP_LOOPBACK=true (tests only)."
-            )
-        raise PermanentFetchError(
-            f"The upstream host {host} {is_} the private, link-local, multicast or reserved address "
-            f"{address}, which is never fetched: no setting allows it (CFDB_UPSTREAM_HOSTS admits public "
-            "hosts only); check the catalog's access URL."
-        )
-
-    def _addresses(self, url: str) -> tuple[str, ...]:
-        """The SSRF guard's second half: resolve the URL's host (getaddrinfo) and check *every*
-        address it resolves to. ``_get`` connects only to these checked addresses (see
-        ``_PinnedAdapter``), so a DNS answer that changes between the check and the connection
-        (DNS rebinding) can never reach a refused address."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = socket.getaddrinfo(host, port, urllib3_connection.allowed_gai_family(), socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise FetchError(
-                f"The upstream {redact_url(url)} is unreachable: its host name cannot be resolved "
-                f"({getattr(exc, 'strerror', None) or type(exc).__name__})."
-            ) from None
-        addresses: list[str] = []
-        for *_, sockaddr in infos:
-            text = str(sockaddr[0])
-            self._check_address(host, ipaddress.ip_address(text.partition("%")[0]))
-            if text not in addresses:
-                addresses.append(text)
-        if not addresses:
-            raise FetchError(f"The upstream {redact_url(url)} is unreachable: its host name has no address.")
-        return tuple(addresses)
-
     def _get(
         self,
         url: str,
@@ -363,11 +229,11 @@ class SourceFetcher(dg.ConfigurableResource):
             headers["Range"] = byte_range
         current = url
         for _ in range(self.max_redirects + 1):
-            self._check_url(current)
-            addresses = self._addresses(current)
+            check_url(current, self.upstream_hosts, self.allow_http_loopback)
+            addresses = resolve_checked(current, self.allow_http_loopback)
             try:
                 with requests.Session() as session:
-                    adapter = _PinnedAdapter(addresses)
+                    adapter = PinnedAdapter(addresses)
                     session.mount("https://", adapter)
                     session.mount("http://", adapter)
                     response = session.request(
@@ -431,90 +297,6 @@ class SourceFetcher(dg.ConfigurableResource):
             chunks=response.iter_content(64 * 1024),
             close=response.close,
         )
-
-
-def _host_allowed(host: str, patterns: list[str]) -> bool:
-    """``host`` is in the allowlist: ``*``, an exact entry, or a subdomain of a ``.suffix`` entry."""
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        pattern = pattern.lower().rstrip(".")
-        if pattern == "*" or host == pattern or (pattern.startswith(".") and host.endswith(pattern)):
-            return True
-    return False
-
-
-def _embedded(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses an IPv6 one carries (mapped ::ffff:a.b.c.d, 6to4, Teredo)."""
-    if not isinstance(address, ipaddress.IPv6Address):
-        return []
-    found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
-    return [a for a in found if a is not None]
-
-
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Globally routable unicast: not private, loopback, link-local, shared (CGNAT), multicast,
-    reserved or unspecified; nor an IPv6 address that carries such an IPv4 one."""
-    if not address.is_global or address.is_multicast or address.is_reserved:
-        return False
-    return all(_is_public(inner) for inner in _embedded(address))
-
-
-def _is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return address.is_loopback or (isinstance(address, ipaddress.IPv6Address) and bool(address.ipv4_mapped)
-                                   and address.ipv4_mapped.is_loopback)
-
-
-def _is_loopback_literal(host: str) -> bool:
-    try:
-        return _is_loopback(ipaddress.ip_address(host))
-    except ValueError:
-        return False
-
-
-class _PinnedConnection(HTTPConnection):
-    """A urllib3 connection to addresses the SSRF guard already checked, instead of resolving the
-    host name a second time (TLS still sends SNI for, and verifies the certificate against, the
-    URL's host name). With no checked address it connects nowhere."""
-
-    def __init__(self, *args, addresses: tuple[str, ...] = (), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.addresses = addresses
-
-    def _new_conn(self) -> socket.socket:
-        error: OSError | None = None
-        for address in self.addresses:  # IP literals: getaddrinfo does no DNS lookup for these
-            try:
-                return urllib3_connection.create_connection(
-                    (address, self.port), self.timeout, source_address=self.source_address,
-                    socket_options=self.socket_options,
-                )
-            except OSError as exc:
-                error = exc
-        if isinstance(error, TimeoutError):
-            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})")
-        raise NewConnectionError(self, f"Failed to establish a new connection to {self.host}: {error}")
-
-
-class _PinnedHTTPSConnection(_PinnedConnection, HTTPSConnection):
-    pass
-
-
-class _PinnedAdapter(HTTPAdapter):
-    """A requests adapter whose connections go only to ``addresses``, and never through a proxy from
-    the environment (a proxy would resolve the host name itself, after our check)."""
-
-    def __init__(self, addresses: tuple[str, ...]):
-        super().__init__(max_retries=0)
-        self.addresses = addresses
-
-    def send(self, request, **kwargs):
-        return super().send(request, **{**kwargs, "proxies": {}})
-
-    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
-        pool = super().get_connection_with_tls_context(request, verify, None, cert)
-        pool.ConnectionCls = _PinnedHTTPSConnection if pool.scheme == "https" else _PinnedConnection
-        pool.conn_kw = {**pool.conn_kw, "addresses": self.addresses}
-        return pool
 
 
 def _total_size(response) -> int | None:
