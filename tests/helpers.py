@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
 import dagster as dg
 
 from cfdb_assets.definitions import build_definitions
@@ -46,3 +53,26 @@ def manifest_for(key: str, data: tuple[str, int], index: tuple[str, int] = ("dat
         index=Artifact(index[0], index[1], "i" * 64, "bai"), sorted=stage, tools=stage.tools,
         options=stage.options, seconds={"sorted": 1.0, "index": 0.1}, created_at="2026-01-01T00:00:00Z",
     )
+
+
+@contextlib.contextmanager
+def tls_served(server, certs: Path) -> Iterator[Path]:
+    """Serve ``server`` (an http.server on 127.0.0.1) behind real TLS with a fresh self-signed
+    certificate for 127.0.0.1, in a thread; yields the certificate (the client's CA bundle)."""
+    key, cert = certs / "key.pem", certs / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

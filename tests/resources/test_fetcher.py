@@ -20,6 +20,7 @@ from resources import ChecksumMismatch, FetchError, SourceFetcher, UpstreamRange
 from resources.fetcher import DRSForbidden, DRSNoAccessMethod, redact_url
 from resources.settings import DEFAULT_UPSTREAM_HOSTS
 from resources.ranges import ByteRange
+from tests.helpers import tls_served
 
 
 def span(start: int, end: int | None) -> ByteRange:
@@ -481,26 +482,9 @@ def test_redact_url_survives_a_malformed_port():
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
     """The same handler behind real TLS, with a self-signed certificate for 127.0.0.1."""
-    import ssl
-    import subprocess
-
-    certs = tmp_path_factory.mktemp("tls")
-    key, cert = certs / "key.pem", certs / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
     srv = _Server()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    srv.socket = context.wrap_socket(srv.socket, server_side=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv, cert
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    with tls_served(srv, tmp_path_factory.mktemp("tls")) as cert:
+        yield srv, cert
 
 
 def test_https_download_verifies_the_certificate_and_the_checksum(tls_server, tmp_path):

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from resources import Settings, SourceFetcher
 from serve.app import create_app
+from tests.helpers import tls_served
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes
 
@@ -263,26 +264,10 @@ class _DRS(_Upstream):
 @pytest.fixture(scope="module")
 def drs_server(tmp_path_factory):
     """A DRS server (and /file) behind real TLS on 127.0.0.1: drs:// always resolves over https."""
-    import ssl
-    import subprocess
-
-    certs = tmp_path_factory.mktemp("tls")
-    key, cert = certs / "key.pem", certs / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _DRS)
     server.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}", str(cert)
-    server.shutdown()
-    server.server_close()
+    with tls_served(server, tmp_path_factory.mktemp("tls")) as cert:
+        yield f"127.0.0.1:{server.server_address[1]}", str(cert)
 
 
 @pytest.fixture
