@@ -38,6 +38,7 @@ __all__ = [
     "sam_text",
     "truncate",
     "vcf_text",
+    "with_field",
     "write_bam",
     "write_bigbed",
     "write_source",
@@ -336,6 +337,16 @@ def write_bigbed(path: Path, seed: int, n: int = 1500) -> list[tuple[str, int, i
     if staged != path:
         staged.rename(path)
     return entries
+
+
+def with_field(text: str, line: int, column: int, value: str) -> str:
+    """``text`` with tab-separated field ``column`` of line ``line`` (both 1-based) set to ``value``:
+    one malformed record (``'abc'`` as a start, ``'-5'``, an end before the start) in a valid file."""
+    lines = text.split("\n")
+    fields = lines[line - 1].split("\t")
+    fields[column - 1] = value
+    lines[line - 1] = "\t".join(fields)
+    return "\n".join(lines)
 
 
 # --- encodings and line-ending variants ---------------------------------------------------------

@@ -707,3 +707,205 @@ def test_truncated_compressed_input_is_refused(tmp_path, label, make, threads):
             _refusal(tmp_path / f"cut{k}", route_for(None, label), cut, opts)
         except pytest.fail.Exception as exc:
             pytest.fail(f"source cut at byte {len(cut)} of {len(whole)}, threads={threads}: {exc}")
+
+
+# --- validated outputs: malformed intervals are refused, naming the line -------------------------
+
+
+def _data_line(text: str, near: int, is_header) -> int:
+    """The 1-based number of the first data line at or after line ``near`` of ``text``."""
+    lines = _source_lines(text)
+    return next(k for k in range(near, len(lines) + 1) if lines[k - 1] and not is_header(lines[k - 1]))
+
+
+def _index_refusal(tmp_path: Path, route, data: bytes) -> PipelineError:
+    """The sort step accepts the source; the index step refuses it."""
+    source = _write(tmp_path / "src" / "source.dat", data)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    sorted_data = _step(build_sorted, route, source, workdir, OPTS, workdir=workdir)
+    with pytest.raises(PipelineError) as info:
+        _step(build_index, route, sorted_data, workdir, OPTS, workdir=workdir)
+    return info.value
+
+
+BED_TEXT = gf.bed_text(SEEDS["BED"])
+
+
+@pytest.mark.parametrize(
+    ("enc", "var", "where"),
+    [("plain", "lf", 1234), ("gzip", "lf", 1234), ("bgzip", "crlf", 1234), ("plain", "crlf", 5),
+     ("plain", "no_final_newline", -1), ("gzip", "lf", -1)],
+    ids=lambda v: str(v),
+)
+def test_a_non_numeric_bed_start_is_refused_naming_its_line(tmp_path, enc, var, where):
+    # Line numbers count every line of the file as given (headers, comments, CRLF, gzip); -1: the
+    # last line, which the check reads after the rest of the stream has gone by.
+    line = len(_source_lines(BED_TEXT)) if where == -1 else _data_line(BED_TEXT, where, _bed_header)
+    text = gf.with_field(BED_TEXT, line, 2, "abc")
+
+    error = _refusal(tmp_path, route_for(None, "BED"), gf.encode(gf.line_variant(text, var), enc))
+
+    assert f"Line {line} of the BED file has a non-numeric start ('abc')" in str(error), str(error)
+    assert error.permanent
+
+
+@pytest.mark.parametrize(
+    ("fmt", "column", "value", "problem"),
+    [
+        ("BED", 2, "-5", "has a negative start (-5)"),
+        ("BED", 3, "12.5", "has a non-numeric end ('12.5')"),
+        ("BED", 2, "", "has a non-numeric start ('')"),
+        ("narrowPeak", 2, "1e3", "has a non-numeric start ('1e3')"),
+        ("broadPeak", 3, "-1", "has a negative end (-1)"),
+    ],
+)
+def test_malformed_bed_coordinates_are_refused_naming_the_line_and_the_problem(tmp_path, fmt, column, value, problem):
+    text = FORMATS[fmt][2](SEEDS[fmt], False)
+    line = _data_line(text, 777, _bed_header)
+
+    error = _refusal(tmp_path, route_for(None, fmt), gf.with_field(text, line, column, value).encode())
+
+    assert f"Line {line} of the {fmt} file {problem}" in str(error), str(error)
+
+
+def test_only_the_first_bad_line_is_named(tmp_path):
+    first, second = _data_line(BED_TEXT, 300, _bed_header), _data_line(BED_TEXT, 900, _bed_header)
+    text = gf.with_field(gf.with_field(BED_TEXT, second, 2, "-7"), first, 3, "x")
+
+    error = _refusal(tmp_path, route_for(None, "BED"), text.encode())
+
+    assert f"Line {first} of the BED file has a non-numeric end ('x')" in str(error), str(error)
+
+
+def test_space_separated_bed_is_refused_as_too_few_columns(tmp_path):
+    text = BED_TEXT.replace("\t", " ")
+    line = _data_line(text, 1, _bed_header)
+
+    error = _refusal(tmp_path, route_for(None, "BED"), text.encode())
+
+    assert f"Line {line} of the BED file has 1 tab-separated column, so no start (column 2)" in str(error), str(error)
+
+
+@pytest.mark.parametrize("fmt", ["BED", "GFF3"])
+def test_a_start_after_its_end_is_refused_by_the_index_step(tmp_path, fmt):
+    # Comparing start with end is arithmetic: only tabix does it, when indexing (the sort step's
+    # grep checks each coordinate's form); the source, and so its line numbers, is gone by then.
+    text = FORMATS[fmt][2](SEEDS[fmt], False)
+    is_header = FORMATS[fmt][3]
+    line = _data_line(text, 400, is_header)
+    start_column = 2 if fmt == "BED" else 4
+    start = int(_source_lines(text)[line - 1].split("\t")[start_column - 1])
+    bad = gf.with_field(text, line, start_column + 1, str(start - 2))
+
+    error = _index_refusal(tmp_path, route_for(None, fmt), bad.encode())
+
+    assert f"The {fmt} file has a record whose start ({start}) is after its end ({start - 2})" in str(error), str(error)
+    assert error.permanent
+
+
+def test_a_vcf_without_its_chrom_line_is_refused_naming_the_first_record(tmp_path):
+    text = "".join(ln + "\n" for ln in _source_lines(gf.vcf_text(SEEDS["VCF"])) if not ln.startswith("#CHROM"))
+    first_record = _data_line(text, 1, lambda ln: ln.startswith("#"))
+    assert first_record == 12  # the fixture's 11 meta lines, then records
+
+    error = _refusal(tmp_path, route_for(None, "VCF"), gf.encode(text, "bgzip"))
+
+    assert f"Line {first_record} of the VCF file is a record, but no '#CHROM' line" in str(error), str(error)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("no-header", "Line 1 of the VCF file is a record, but the file has no header"),
+        ("no-fileformat", "Line 1 of the VCF file should be its '##fileformat=VCFv4.x' line"),
+        ("chrom-line-with-spaces", "Line 12 of the VCF file should be the '#CHROM' line"),
+        ("comment-after-chrom-line", "Line 13 of the VCF file should be the '#CHROM' line"),
+    ],
+)
+def test_vcf_headers_that_browsers_reject_are_refused(tmp_path, case, expected):
+    lines = _source_lines(gf.vcf_text(SEEDS["VCF"]))
+    if case == "no-header":
+        lines = [ln for ln in lines if not ln.startswith("#")]
+    elif case == "no-fileformat":
+        lines = lines[1:]
+    elif case == "chrom-line-with-spaces":
+        lines = [ln.replace("\t", " ") if ln.startswith("#CHROM") else ln for ln in lines]
+    else:
+        lines.insert(12, "# written by hand")
+
+    error = _refusal(tmp_path, route_for(None, "VCF"), "\n".join(lines).encode() + b"\n")
+
+    assert expected in str(error), str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"), [("one", "has a non-numeric start ('one')"), ("0", "has start 0, but GFF coordinates start at 1")]
+)
+def test_malformed_gff3_starts_are_refused_naming_the_line(tmp_path, value, problem):
+    text = gf.gff3_text(SEEDS["GFF3"])
+    line = _data_line(text, 500, lambda ln: ln.startswith("#"))
+
+    error = _refusal(tmp_path, route_for(None, "GFF3"), gf.encode(gf.with_field(text, line, 4, value), "gzip"))
+
+    assert f"Line {line} of the GFF3 file {problem}" in str(error), str(error)
+
+
+@pytest.mark.parametrize(("column", "value", "problem"), [
+    (4, "abc", "has a non-numeric start ('abc')"),
+    (5, "7", "has its start ({start}) after its end (7)"),
+])
+def test_malformed_gtf_coordinates_are_refused_with_the_gtf_line_not_the_converted_one(tmp_path, column, value, problem):
+    # gffread would drop the first feature and swap the second's coordinates, saying so on stderr only.
+    text = gf.gtf_text(SEEDS["GTF"])
+    line = _data_line(text, 321, lambda ln: ln.startswith("#"))
+    start = _source_lines(text)[line - 1].split("\t")[3]
+
+    error = _refusal(tmp_path, route_for(None, "GTF"), gf.with_field(text, line, column, value).encode())
+
+    assert f"Line {line} of the GTF file {problem.format(start=start)}" in str(error), str(error)
+
+
+@pytest.mark.parametrize(
+    ("label", "text"),
+    [
+        pytest.param("BED", "".join(f"#{ln}\n" for ln in _source_lines(BED_TEXT)), id="bed-every-record-commented-out"),
+        pytest.param("GFF3", "##gff-version 3\n##FASTA\n>chr1\nACGT\nchr1\tx\tgene\t5\t50\t.\t+\t.\tID=a\n",
+                     id="gff3-features-only-inside-the-fasta-section"),
+        pytest.param("VCF", gf.vcf_text(1, records=False) + "\n\n", id="vcf-header-and-blank-lines"),
+    ],
+)
+def test_a_file_whose_lines_are_all_dropped_is_refused_naming_them(tmp_path, label, text):
+    error = _refusal(tmp_path, route_for(None, label), text.encode())
+
+    n = len(_source_lines(text))
+    assert f"Refusing to publish an empty {label} artifact: lines 1-{n} of the {label} file hold no record" in str(error), str(error)
+
+
+def test_a_truncated_source_is_refused_as_truncated_not_as_a_bad_last_line(tmp_path):
+    # bgzip -dc writes whole 64 KiB windows: a damaged third block stops it after the first one. A
+    # padding comment puts that window's end inside a start column, so the stream's last line looks
+    # malformed, but the news is the damaged file. One thread: nothing races the error.
+    text = gf.bed_text(SEEDS["BED"], n=8000)
+    start_column = text.index("\t", text.index("\n", 60_000) + 1) + 1
+    text = "#" + "x" * (65_536 - start_column - 4) + "\n" + text
+    whole = gf.encode(text, "bgzip")
+    blocks = gf.bgzf_blocks(whole)
+    opts = ToolOptions(threads=1, sort_memory=OPTS.sort_memory, compression_level=OPTS.compression_level)
+
+    error = _refusal(tmp_path, route_for(None, "BED"), whole[: (blocks[2] + blocks[3]) // 2], opts)
+
+    assert str(error).startswith("The BED file cannot be sorted"), str(error)
+    assert "bgzf" in str(error).lower(), str(error)
+
+
+def test_an_index_that_reaches_no_record_is_refused(tmp_path):
+    # Data the sort step would refuse, indexed directly: tabix skips every line it cannot place and
+    # writes an index that holds no contig; the region query around the first record finds nothing.
+    data = _write(tmp_path / "data.bed.gz", gf.encode("chr1\tabc\t100\nchr1\tdef\t200\n", "bgzip"))
+    (tmp_path / "work").mkdir()
+
+    with pytest.raises(PipelineError) as info:
+        _step(build_index, route_for(None, "BED"), data, tmp_path / "work", OPTS, workdir=tmp_path / "work")
+
+    assert "its index does not return its first record" in str(info.value), str(info.value)
