@@ -1,23 +1,21 @@
 """The tool pipelines: source file → sorted, block-compressed data (+ index where the sort can write
 it in the same pass) → index.
 
-Each step is a shell pipeline run by ``cfdb_assets.tools.run``. Pure: imports neither Dagster nor
-Starlette.
+This module routes a source to its family and holds the alignments family (samtools); the intervals
+family is ``cfdb_assets.intervals``, what a source file is ``cfdb_assets.sources``. Each step is a
+shell pipeline run by ``cfdb_assets.tools.run``. Pure: imports neither Dagster nor Starlette.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
 import re
 import shlex
-import shutil
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from cfdb_assets.formats import ALIGNMENTS, INTERVALS, Route
-from cfdb_assets.tools import ToolError, run, scrub
+from cfdb_assets.intervals import check_reachable, sorted_intervals, tabix
+from cfdb_assets.sources import PipelineError, ToolOptions, binary_kind, link_or_copy, sniff
+from cfdb_assets.tools import ToolError, run
 
 __all__ = [
     "BAI_MAX",
@@ -31,81 +29,17 @@ __all__ = [
 
 BAI_MAX = 2**29 - 1  # BAI/TBI cannot index coordinates beyond this; CSI can
 INDEX_KINDS = ("bai", "tbi", "csi")
-SNIFF_BYTES = 64 * 1024
-
-# Leading bytes of formats that must never be mistaken for text (reference §11.18: starch labelled
-# BED poisoned the original's cache).
-_MAGIC = (
-    (b"\xca\x5c\xad\xe5", "BEDOPS starch"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"PK\x03\x04", "zip"),
-    (b"\xeb\xf2\x89\x87", "bigBed"),
-    (b"\x26\xfc\x8f\x88", "bigWig"),
-    (b"BAM\x01", "BAM"),
-    (b"CRAM", "CRAM"),
-    (b"\x89HDF", "HDF5"),
-    (b"\x1f\x8b", "gzip (compressed twice)"),
-)
-
-
-class PipelineError(Exception):
-    """The source cannot be turned into artifacts (bad content, empty result, unreadable input).
-
-    Permanent: retrying the same bytes gives the same error."""
-
-    permanent = True
-
-
-@dataclass(frozen=True)
-class ToolOptions:
-    """How the tools run (defaults: resources.settings). Threads and sort memory never change the
-    bytes; the compression level does, and so is also part of the cache key."""
-
-    threads: int
-    sort_memory: str  # per thread for samtools sort; the whole buffer for GNU sort
-    compression_level: int
-
-
-def sniff(path: Path) -> tuple[bool, bytes]:
-    """(gzip-compressed?, up to 64 KiB of the content after decompression) from the file's head."""
-    with open(path, "rb") as fh:
-        raw = fh.read(SNIFF_BYTES)
-    if raw[:2] != b"\x1f\x8b":
-        return False, raw
-    out, data = b"", raw
-    try:
-        while data[:2] == b"\x1f\x8b" and len(out) < SNIFF_BYTES:  # BGZF is many gzip members
-            member = zlib.decompressobj(wbits=31)
-            out += member.decompress(data, SNIFF_BYTES - len(out))
-            if not member.eof:
-                break
-            data = member.unused_data
-    except zlib.error:
-        raise PipelineError("The file starts like gzip but is not valid gzip data.") from None
-    return True, out
-
-
-def _binary_kind(head: bytes) -> str | None:
-    """What a non-text head is (a known format, or just binary), or None for text."""
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    return "binary data" if b"\x00" in head else None
-
-
 def _check_content(route: Route, source: Path) -> bool:
     """Refuse bytes that are not what the route expects; returns whether the source is gzip."""
     if route.format == "bigBed":
         with open(source, "rb") as fh:
             head = fh.read(4)
         if head != b"\xeb\xf2\x89\x87":
-            found = _binary_kind(head) or "text"
+            found = binary_kind(head) or "text"
             raise PipelineError(f"The file is labelled bigBed but its bytes are {found}, not bigBed.")
         return False
     gzipped, head = sniff(source)
-    found = _binary_kind(head)
+    found = binary_kind(head)
     if route.family == ALIGNMENTS and found == "BAM":
         return gzipped  # SAM and BAM are both read by samtools, whatever the label says
     if found:
@@ -125,7 +59,7 @@ def build_sorted(route: Route, source: Path, workdir: Path, opts: ToolOptions) -
     if route.family == ALIGNMENTS:
         return _sorted_alignments(route, source, workdir, opts)
     if route.family == INTERVALS:
-        return _sorted_intervals(route, source, gzipped, workdir, opts)
+        return sorted_intervals(route, source, gzipped, workdir, opts)
     raise PipelineError(f"{route.format} files are not processed (family {route.family}).")
 
 
@@ -149,73 +83,16 @@ def build_index(route: Route, data: Path, workdir: Path, opts: ToolOptions) -> t
         run(f"samtools index {'-c' if kind == 'csi' else '-b'} -@ {opts.threads} -o {q}.{kind} {q}", workdir)
         return workdir / f"{link.name}.{kind}", kind
     try:
-        _tabix(route, f"-p {route.preset} {q}", workdir)
+        tabix(route, f"-p {route.preset} {q}", workdir)
         kind = "tbi"
     except ToolError as exc:
         if "csi index" not in str(exc).lower():
             raise
         # A coordinate beyond 2^29-1: only CSI can hold it.
-        _tabix(route, f"-C -p {route.preset} {q}", workdir)
+        tabix(route, f"-C -p {route.preset} {q}", workdir)
         kind = "csi"
-    _check_reachable(route, link, workdir)
+    check_reachable(route, link, workdir)
     return workdir / f"{link.name}.{kind}", kind
-
-
-def _tabix(route: Route, args: str, workdir: Path) -> None:
-    """``tabix -f args``. A record ending before it starts is the file's fault, not the tool's: a
-    permanent refusal. (Only tabix compares start with end: the sort step checks each coordinate's
-    form with grep, a DFA, because an awk doing the arithmetic would add ~15 % to every build.)"""
-    try:
-        run(f"tabix -f {args}", workdir)
-    except ToolError as exc:
-        found = re.search(r"end (-?\d+) < begin (-?\d+)", str(exc))
-        if not found:
-            raise
-        end, begin = int(found[1]), int(found[2])
-        start = begin - 1 if route.preset == "bed" else begin  # tabix reports a 1-based begin
-        raise PipelineError(
-            f"The {route.format} file has a record whose start ({start}) is after its end ({end}); "
-            "fix the file or its catalog format."
-        ) from None
-
-
-def _check_reachable(route: Route, data: Path, workdir: Path) -> None:
-    """The bar alignments meet with their record count: a region query finds data. One tabix call
-    on the smallest region that holds a record: around the first record's start (an index that
-    holds no contig, or skipped the record, returns nothing)."""
-    first = _first_record(data, route.preset)
-    if first is None:
-        raise PipelineError(f"Refusing to publish an empty {route.format} artifact: it has no records.")
-    chrom, start = first
-    # 1-based, inclusive: the 0-based [start-1, start+1), which reaches even a zero-length BED record.
-    region = f"{{{chrom}}}:{max(start, 0)}-{max(start, 0) + 1}"  # {} lets the name hold ':' or '-'
-    if not run(f"tabix {shlex.quote(data.name)} {shlex.quote(region)}", workdir).strip():
-        raise PipelineError(
-            f"Refusing to publish the {route.format} artifact: its index does not return its first "
-            f"record ({chrom}:{start + 1}), so a browser would find no data."
-        )
-
-
-# Per preset: the column of the start and whether it is 1-based.
-_START = {"bed": (1, False), "vcf": (1, True), "gff": (3, True)}
-
-
-def _first_record(data: Path, preset: str) -> tuple[str, int] | None:
-    """(chromosome, 0-based start) of the first record a region query can return, if any."""
-    column, one_based = _START[preset]
-    with gzip.open(data, "rt", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("#"):
-                continue
-            fields = line.rstrip("\n").split("\t")
-            try:
-                start = int(fields[column]) - one_based
-                if preset == "bed" and start == int(fields[2]) == 0:
-                    continue  # a zero-length record at 0: htslib returns it for no region at all
-            except (IndexError, ValueError):
-                return fields[0], -1  # a record tabix cannot place: the query will say so
-            return fields[0], start
-    return None
 
 
 def _max_reference_length(alignments: Path, workdir: Path) -> int:
@@ -240,7 +117,7 @@ def _sorted_alignments(route: Route, source: Path, workdir: Path, opts: ToolOpti
     kind = "csi" if _max_reference_length(source, workdir) > BAI_MAX else "bai"
     index = workdir / f"sorted.bam.{kind}"
     if is_bam and _already_sorted(source, index, kind, workdir, opts):
-        _link_or_copy(source, out)
+        link_or_copy(source, out)
     else:
         index.unlink(missing_ok=True)
         (workdir / "sort_tmp").mkdir(exist_ok=True)
@@ -304,244 +181,3 @@ def _record_count(bam: Path, index: Path) -> int:
 
 # Per preset: the sort keys, and which lines are headers (kept out of the sort, in their original
 # order, at the top of the artifact).
-_INTERVAL_SORT = {"bed": "-k1,1 -k2,2n", "vcf": "-k1,1 -k2,2n", "gff": "-k1,1 -k4,4n"}
-_HEADER = {
-    "bed": re.compile(r"^(#|track(\s|$)|browser(\s|$))"),
-    "vcf": re.compile(r"^#"),
-    "gff": re.compile(r"^#"),
-}
-# The same, for grep -E in the C locale, plus blank lines: what never goes into the sorted body.
-_NOT_DATA = {
-    "bed": "^(#|track([[:space:]]|$)|browser([[:space:]]|$)|[[:space:]]*$)",
-    "vcf": "^(#|[[:space:]]*$)",
-    "gff": "^(#|[[:space:]]*$)",
-}
-# What a data line's coordinates must look like (grep -E, literal tabs): plain integers, BED's start
-# and end >= 0, VCF's POS >= 0 (0 marks a telomere), GFF's start and end >= 1. Whether start <= end
-# is arithmetic, left to tabix (see _tabix).
-_COORDINATES = {
-    "bed": "^[^\t]+\t[0-9]+\t[0-9]+(\t|$)",
-    "vcf": "^[^\t]+\t[0-9]+(\t|$)",
-    "gff": "^[^\t]+\t[^\t]*\t[^\t]*\t0*[1-9][0-9]*\t0*[1-9][0-9]*(\t|$)",
-}
-# The same rules, column by column, to say what is wrong with a line the grep stopped at.
-_COORDINATE_COLUMNS = {
-    "bed": ((2, "start"), (3, "end")),
-    "vcf": ((2, "position"),),
-    "gff": ((4, "start"), (5, "end")),
-}
-_DROPPED = {
-    "bed": "headers (#, track, browser), comments or blank lines",
-    "vcf": "header lines or blank lines",
-    "gff": "directives, comments, blank lines or the ##FASTA section",
-}
-BAD_LINE = "bad_line.txt"  # in the work dir: 'N:line', the first data line with malformed coordinates
-VCF_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
-
-
-def _coordinate_check(preset: str) -> str:
-    """A shell step that reads the source's lines and fails at the first data line whose coordinates
-    are malformed, leaving it in BAD_LINE. grep -n counts every line it reads, so that is the line
-    number in the source as given (the steps before it drop no line above a data line); grep's DFA
-    costs a fifth of an awk's field splitting."""
-    pattern = f"{_NOT_DATA[preset]}|{_COORDINATES[preset]}"
-    return f"{{ grep -a -n -v -m1 -E '{pattern}' > {BAD_LINE}; [ $? -eq 1 ]; }}"
-
-
-def _refuse_bad_line(workdir: Path, what: str, preset: str, failure: ToolError) -> None:
-    """Raise the refusal for the line _coordinate_check stopped at, if it stopped at one. Not when
-    htslib failed to decompress the source: the line it stopped at is then the cut-off last one."""
-    if "[E::" in str(failure):
-        return
-    path = workdir / BAD_LINE
-    found = path.read_text(encoding="utf-8", errors="replace").rstrip("\n") if path.exists() else ""
-    if not found:
-        return
-    number, _, line = found.partition(":")
-    problem = _coordinate_problem(line, preset)
-    raise PipelineError(f"Line {number} of the {what} {problem}; fix the file or its catalog format.")
-
-
-def _coordinate_problem(line: str, preset: str) -> str:
-    fields = line.split("\t")
-    if not fields[0]:
-        return "has an empty first column (the chromosome)"
-    least = 1 if preset == "gff" else 0
-    for column, name in _COORDINATE_COLUMNS[preset]:
-        if len(fields) < column:
-            plural = "" if len(fields) == 1 else "s"
-            return f"has {len(fields)} tab-separated column{plural}, so no {name} (column {column})"
-        value = fields[column - 1]
-        if not re.fullmatch(r"-?[0-9]+", value):
-            return f"has a non-numeric {name} ({value[:40]!r})"
-        if int(value) < 0:
-            return f"has a negative {name} ({value})"
-        if int(value) < least:
-            return f"has {name} {value}, but GFF coordinates start at 1"
-    return "has malformed coordinates"
-
-
-def _leading_header(path: Path, gzipped: bool, preset: str) -> tuple[list[tuple[int, str]], int | None]:
-    """The header lines before the first data line, with their 1-based line numbers (blank lines
-    skipped; stops at ##FASTA), and the number of the first data line (None: there is none)."""
-    opener = gzip.open if gzipped else open
-    lines = []
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if line.startswith("##FASTA"):
-                break
-            if not _HEADER[preset].match(line):
-                return lines, number
-            # tabix skips only '#' lines: BED's track/browser lines become comments, kept for the record.
-            lines.append((number, line if line.startswith("#") else f"#{line}"))
-    return lines, None
-
-
-def _check_vcf_header(header: list[tuple[int, str]], first_record: int) -> None:
-    """Refuse a VCF header that the browsers' VCF readers reject. igv.js throws unless the first line
-    starts with '##fileformat'; @gmod/vcf (Gosling, JBrowse 2) throws unless the last single-'#'
-    header line names the 8 fixed columns, tab-separated. htslib only warns about the first, so
-    tabix indexes such a file: it would be published, then fail in one browser or the other."""
-    fix = "; fix the file or its catalog format."
-    if not header:
-        raise PipelineError(
-            f"Line {first_record} of the VCF file is a record, but the file has no header: a VCF starts with "
-            f"'##fileformat=VCFv4.x' and names its columns in a '#CHROM' line before the records{fix}"
-        )
-    number, line = header[0]
-    if not line.startswith("##fileformat="):
-        raise PipelineError(
-            f"Line {number} of the VCF file should be its '##fileformat=VCFv4.x' line (igv.js reads no VCF "
-            f"without it), not {line[:60]!r}{fix}"
-        )
-    columns = [(n, ln) for n, ln in header if not ln.startswith("##")]
-    if not columns:
-        raise PipelineError(
-            f"Line {first_record} of the VCF file is a record, but no '#CHROM' line naming the columns "
-            f"comes before it{fix}"
-        )
-    number, line = columns[-1]
-    if tuple(line.split("\t")[:8]) != VCF_COLUMNS:
-        raise PipelineError(
-            f"Line {number} of the VCF file should be the '#CHROM' line, the last header line, naming the "
-            f"columns {' '.join(VCF_COLUMNS)} separated by tabs; it is {line[:60]!r}{fix}"
-        )
-
-
-def _line_count(path: Path, gzipped: bool) -> int:
-    """Lines in a (decompressed) file; a last line without a newline counts. Error path only."""
-    opener = gzip.open if gzipped else open
-    count, last = 0, b"\n"
-    with opener(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")
-
-
-def _sorted_intervals(route: Route, source: Path, gzipped: bool, workdir: Path, opts: ToolOptions) -> Path:
-    out = workdir / route.data_name
-    given, given_gzipped = source, gzipped  # line numbers refer to the file as the catalog gave it
-    what = f"{route.format} file"
-    if route.format == "bigBed":
-        bed = workdir / "source.bed"
-        _bigbed_to_bed(source, bed)
-        source, gzipped, what = bed, False, "BED made from the bigBed file"
-    if route.format == "GTF":
-        _gtf_to_gff3(source, gzipped, workdir, opts)
-        source, gzipped, what = workdir / "source.gff3", False, "GFF3 converted from the GTF file"
-    src = shlex.quote(str(source))
-    header, first_record = _leading_header(source, gzipped, route.preset)
-    if route.format == "VCF" and first_record is not None:
-        _check_vcf_header(header, first_record)
-    (workdir / "header.txt").write_text("".join(f"{line}\n" for _, line in header), encoding="utf-8")
-
-    # The body: everything but header, comment and blank lines (grep is far cheaper than awk here:
-    # this pass sees every byte). CR line endings are stripped only when the file has them.
-    steps = [f"bgzip -dc -@ {opts.threads} {src}" if gzipped else f"cat {src}"]
-    if b"\r" in sniff(source)[1]:
-        steps.append("tr -d '\\r'")
-    if route.preset == "gff":
-        steps.append("sed '/^##FASTA/,$d'")  # the FASTA section is not features
-    steps.append("tee /dev/fd/3")  # a copy of every line for the coordinate check, below
-    steps.append(f"{{ grep -Ev '{_NOT_DATA[route.preset]}' || [ $? -eq 1 ]; }}")
-    steps.append(
-        f"sort -t \"$(printf '\\t')\" {_INTERVAL_SORT[route.preset]} -S {opts.sort_memory} "
-        f"--parallel={opts.threads} -T sort_tmp"
-    )
-    # Header first, then the body once sort starts emitting; no data line at all is refused below.
-    steps.append('{ if IFS= read -r first; then cat header.txt; printf "%s\\n" "$first"; cat; else : > empty; fi; }')
-    steps.append(f"bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(out.name)}")
-    (workdir / "sort_tmp").mkdir(exist_ok=True)
-    try:
-        # The check runs beside the sort, on fd 3, in the same pass; when it stops at a bad line,
-        # tee's copy breaks and the whole pipeline fails.
-        run(f"{{ {' | '.join(steps)}; }} 3>&1 >/dev/null | {_coordinate_check(route.preset)}", workdir)
-    except ToolError as exc:
-        _refuse_bad_line(workdir, what, route.preset, exc)
-        detail = str(exc).replace("{ failed", "the pipeline failed", 1)  # the command starts with '{'
-        raise PipelineError(f"The {route.format} file cannot be sorted: {detail}") from None
-    if (workdir / "empty").exists():
-        lines = _line_count(given, given_gzipped) if route.format != "bigBed" else 0
-        found = "the file has no records"
-        if lines:
-            found = f"lines 1-{lines} of the {route.format} file hold no record, only {_DROPPED[route.preset]}"
-        raise PipelineError(f"Refusing to publish an empty {route.format} artifact: {found}.")
-    return out
-
-
-def _gtf_to_gff3(source: Path, gzipped: bool, workdir: Path, opts: ToolOptions) -> None:
-    """GTF → workdir/source.gff3 (Gosling parses GFF3 only; gffread keeps genes, comments and
-    attributes). The GTF's coordinates are checked first, as it is copied, with its own line
-    numbers; gffread would drop a feature with a bad start and swap a start after its end, saying
-    so only on stderr, which is read here."""
-    src = shlex.quote(str(source))
-    decompress = f"bgzip -dc -@ {opts.threads} {src}" if gzipped else f"cat {src}"
-    try:
-        run(f"{decompress} | tee source.gtf | {_coordinate_check('gff')}", workdir)
-    except ToolError as exc:
-        _refuse_bad_line(workdir, "GTF file", "gff", exc)
-        raise PipelineError(f"The GTF file cannot be read: {exc}") from None
-    try:
-        run("gffread --keep-genes --keep-comments -F -o source.gff3 source.gtf 2> gffread.log", workdir)
-    except ToolError as exc:
-        tail = scrub((workdir / "gffread.log").read_text(errors="replace").strip()[-400:])
-        raise PipelineError(f"The GTF file cannot be converted to GFF3: {exc} {tail}".strip()) from None
-    log = (workdir / "gffread.log").read_text(errors="replace")
-    swapped = re.search(r"invalid feature coordinates.*\n(.*)", log)
-    if swapped:
-        line = swapped[1].rstrip("\r")
-        with open(workdir / "source.gtf", encoding="utf-8", errors="replace", newline="") as fh:
-            number = next((n for n, raw in enumerate(fh, start=1) if raw.rstrip("\r\n") == line), "?")
-        fields = line.split("\t") + [""] * 5
-        raise PipelineError(
-            f"Line {number} of the GTF file has its start ({fields[3]}) after its end ({fields[4]}); "
-            "fix the file or its catalog format."
-        )
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    try:
-        os.link(source, dest)
-    except OSError:  # another filesystem
-        shutil.copyfile(source, dest)
-
-
-def _bigbed_to_bed(source: Path, dest: Path) -> None:
-    """bigBed → BED text, streamed chromosome by chromosome (pybigtools)."""
-    import pybigtools
-
-    link = dest.with_name("source.bb")  # pybigtools picks the reader by file extension
-    if not link.exists():
-        link.symlink_to(source.resolve())
-    try:
-        reader = pybigtools.open(str(link))
-        with open(dest, "w") as out:
-            for chrom in reader.chroms():
-                for start, end, *rest in reader.records(chrom):
-                    out.write("\t".join((chrom, str(start), str(end), *rest)) + "\n")
-    except (OSError, ValueError, RuntimeError, pybigtools.BBIReadError) as exc:
-        raise PipelineError(f"The bigBed file cannot be read: {exc}") from None

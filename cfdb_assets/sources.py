@@ -1,0 +1,83 @@
+"""What a source file is, before any tool runs on it: its compression and what its first bytes say
+it holds; and the error and options every pipeline shares. Pure: imports neither Dagster nor
+Starlette."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SNIFF_BYTES", "PipelineError", "ToolOptions", "binary_kind", "link_or_copy", "sniff"]
+
+SNIFF_BYTES = 64 * 1024
+
+# Leading bytes of formats that must never be mistaken for text (reference §11.18: starch labelled
+# BED poisoned the original's cache).
+_MAGIC = (
+    (b"\xca\x5c\xad\xe5", "BEDOPS starch"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"PK\x03\x04", "zip"),
+    (b"\xeb\xf2\x89\x87", "bigBed"),
+    (b"\x26\xfc\x8f\x88", "bigWig"),
+    (b"BAM\x01", "BAM"),
+    (b"CRAM", "CRAM"),
+    (b"\x89HDF", "HDF5"),
+    (b"\x1f\x8b", "gzip (compressed twice)"),
+)
+
+
+class PipelineError(Exception):
+    """The source cannot be turned into artifacts (bad content, empty result, unreadable input).
+
+    Permanent: retrying the same bytes gives the same error."""
+
+    permanent = True
+
+
+@dataclass(frozen=True)
+class ToolOptions:
+    """How the tools run (defaults: resources.settings). Threads and sort memory never change the
+    bytes; the compression level does, and so is also part of the cache key."""
+
+    threads: int
+    sort_memory: str  # per thread for samtools sort; the whole buffer for GNU sort
+    compression_level: int
+
+
+def sniff(path: Path) -> tuple[bool, bytes]:
+    """(gzip-compressed?, up to 64 KiB of the content after decompression) from the file's head."""
+    with open(path, "rb") as fh:
+        raw = fh.read(SNIFF_BYTES)
+    if raw[:2] != b"\x1f\x8b":
+        return False, raw
+    out, data = b"", raw
+    try:
+        while data[:2] == b"\x1f\x8b" and len(out) < SNIFF_BYTES:  # BGZF is many gzip members
+            member = zlib.decompressobj(wbits=31)
+            out += member.decompress(data, SNIFF_BYTES - len(out))
+            if not member.eof:
+                break
+            data = member.unused_data
+    except zlib.error:
+        raise PipelineError("The file starts like gzip but is not valid gzip data.") from None
+    return True, out
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What a non-text head is (a known format, or just binary), or None for text."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return "binary data" if b"\x00" in head else None
+
+
+def link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:  # another filesystem
+        shutil.copyfile(source, dest)
