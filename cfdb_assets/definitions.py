@@ -8,7 +8,7 @@ import dagster as dg
 
 from cfdb_assets.assets import FamilyDefs, FamilySpec, Tools, build_family
 from cfdb_assets.formats import PROCESSED_FAMILIES
-from cfdb_assets.sensors import build_on_demand_sensor, build_run_status_sensors
+from cfdb_assets.sensors import Policy, build_on_demand_sensor, build_run_status_sensors
 from resources import Settings, adapters
 
 
@@ -25,10 +25,11 @@ def build_families(settings: Settings) -> list[FamilyDefs]:
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything Dagster loads, for the given settings."""
     families = build_families(settings)
+    policy = Policy(max_attempts=settings.max_attempts, run_window=settings.run_window)
     return dg.Definitions.merge(
         *(family.definitions for family in families),
         dg.Definitions(
-            sensors=[build_on_demand_sensor(families), *build_run_status_sensors()],
+            sensors=[build_on_demand_sensor(families, policy=policy), *build_run_status_sensors(policy=policy)],
             resources=build_resources(settings),
         ),
     )

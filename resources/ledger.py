@@ -270,6 +270,11 @@ class Ledger(dg.ConfigurableResource):
             rows = conn.execute(query.order_by(jobs.c.id).limit(limit)).all()
         return [_job(row) for row in rows]
 
+    def requested_count(self) -> int:
+        """How many jobs have a run asked for that has not started yet (the sensor's run window)."""
+        with self._connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(jobs).where(jobs.c.state == REQUESTED)).scalar_one()
+
     def mark_requested(self, job_ids: list[str]) -> int:
         """queued → requested (a run was asked for); how many were still queued."""
         if not job_ids:

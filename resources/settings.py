@@ -160,6 +160,8 @@ class Settings:
     allow_file_urls: bool = True
     s3_redirect: bool = False
     profile: str = LOCAL
+    run_window: int = 16
+    max_attempts: int = 3
 
     def check(self) -> None:
         """Refuse settings that cannot work for this profile (once, at startup): in production the
@@ -222,4 +224,6 @@ class Settings:
             allow_file_urls=_bool(env, "CFDB_ALLOW_FILE_URLS", profile == LOCAL),  # demo: file://
             s3_redirect=_bool(env, "CFDB_S3_REDIRECT", False),
             profile=profile,
+            run_window=_int(env, "CFDB_RUN_WINDOW", 16, 1, 100_000),
+            max_attempts=_int(env, "CFDB_MAX_ATTEMPTS", 3, 1, 20),
         )

@@ -122,3 +122,23 @@ def test_a_requested_run_that_never_appeared_is_asked_for_again(settings):
         result = sensor(dg.build_sensor_context(instance=instance, resources={"ledger": files.ledger}))
 
     assert [r.run_key for r in result.run_requests] == [f"{job_.job_id}:1"]  # the same attempt, requested again
+
+
+def test_the_sensor_keeps_at_most_a_window_of_runs_asked_for_but_not_started(settings):
+    from cfdb_assets.definitions import build_families
+    from cfdb_assets.sensors import Policy, build_on_demand_sensor
+
+    files = files_for(settings)
+    jobs = [files.request(r, files.plan(r))[0]
+            for r in (files.lookup("encode", "ENCFF000BED"), files.lookup("encode", "ENCFF000SAM"),
+                      files.lookup("encode", "ENCFF000NPK"))]
+    sensor = build_on_demand_sensor(build_families(settings), policy=Policy(run_window=2))
+    with dg.instance_for_test() as instance:
+        def tick():
+            return sensor(dg.build_sensor_context(instance=instance, resources={"ledger": files.ledger}))
+
+        first = tick()
+        assert [r.run_key for r in first.run_requests] == [f"{j.job_id}:1" for j in jobs[:2]]  # oldest first
+        assert not tick().run_requests  # the window is full: the third waits in the ledger
+        files.ledger.mark_running(jobs[0].job_id, "run-1")  # one run started: room for one more
+        assert [r.run_key for r in tick().run_requests] == [f"{jobs[2].job_id}:1"]

@@ -289,3 +289,11 @@ def test_the_api_refuses_to_start_with_a_sentence_on_local_only_production_setti
     assert proc.returncode == 1
     assert proc.stderr.startswith("cfdb-assets API cannot start: The production profile")
     assert "Traceback" not in proc.stderr and "CFDB_LEDGER_URL" in proc.stderr
+
+
+def test_run_window_and_attempts_are_read_and_bounded():
+    settings = Settings.from_environ({"CFDB_RUN_WINDOW": "64", "CFDB_MAX_ATTEMPTS": "5"})
+    assert (settings.run_window, settings.max_attempts) == (64, 5)
+    assert (Settings.from_environ({}).run_window, Settings.from_environ({}).max_attempts) == (16, 3)
+    with pytest.raises(SettingsError, match="CFDB_RUN_WINDOW='0' is out of range"):
+        Settings.from_environ({"CFDB_RUN_WINDOW": "0"})
