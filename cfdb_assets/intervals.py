@@ -250,6 +250,8 @@ def sorted_intervals(route: Route, source: Path, gzipped: bool, workdir: Path, o
         # tee's copy breaks and the whole pipeline fails.
         run(f"{{ {' | '.join(steps)}; }} 3>&1 >/dev/null | {_coordinate_check(route.preset)}", workdir)
     except ToolError as exc:
+        if exc.resource_exhausted:
+            raise  # transient: the attempt is retried
         _refuse_bad_line(workdir, what, route.preset, exc)
         detail = str(exc).replace("{ failed", "the pipeline failed", 1)  # the command starts with '{'
         raise PipelineError(f"The {route.format} file cannot be sorted: {detail}") from None

@@ -130,6 +130,8 @@ def _sorted_alignments(route: Route, source: Path, workdir: Path, opts: ToolOpti
                 workdir,
             )
         except ToolError as exc:
+            if exc.resource_exhausted:
+                raise  # transient: the attempt is retried
             raise PipelineError(f"The {route.format} file cannot be sorted: {exc}") from None
     if _record_count(out, index) == 0:
         raise PipelineError(f"Refusing to publish an empty {route.format} artifact: the file has no records.")

@@ -19,10 +19,25 @@ __all__ = ["ToolError", "run", "scrub", "tool_versions"]
 _PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)*[\w.+-]+")
 
 
+# What a tool says when the machine, not the file, is at fault (a retry on a bigger task can pass).
+_EXHAUSTED = ("No space left on device", "Cannot allocate memory", "Out of memory", "Killed")
+
+
 class ToolError(Exception):
     """A tool failed; the message carries the tail of its stderr with paths scrubbed."""
 
     permanent = False  # a killed or starved tool may well succeed next time
+
+    def __init__(self, message: str, returncode: int | None = None):
+        super().__init__(message)
+        self.returncode = returncode
+
+    @property
+    def resource_exhausted(self) -> bool:
+        """The tool was killed (by a signal, the OOM killer) or ran out of disk or memory: the
+        machine's fault, never the file's."""
+        killed = self.returncode is not None and (self.returncode < 0 or self.returncode in (137, 143))
+        return killed or any(text in str(self) for text in _EXHAUSTED)
 
 
 def scrub(text: str) -> str:
@@ -54,7 +69,7 @@ def run(cmd: str, cwd: Path) -> str:
     if proc.returncode != 0:
         tail = "\n".join(err.strip().splitlines()[-8:])[-800:]
         tool = cmd.split()[0]
-        raise ToolError(f"{tool} failed (exit {proc.returncode}): {scrub(tail) or 'no error output'}")
+        raise ToolError(f"{tool} failed (exit {proc.returncode}): {scrub(tail) or 'no error output'}", proc.returncode)
     return out
 
 

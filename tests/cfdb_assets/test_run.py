@@ -81,3 +81,16 @@ def test_a_worker_killed_outright_takes_its_tools_with_it(tmp_path):
     while _processes_running(f"sleep {marker}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _processes_running(f"sleep {marker}") == []
+
+
+@pytest.mark.parametrize(
+    ("cmd", "exhausted"),
+    [("echo 'sort: write failed: No space left on device' >&2; exit 2", True),
+     ("kill -KILL $$", True),
+     ("echo 'samtools sort: truncated file' >&2; exit 1", False)],
+    ids=["disk-full", "killed", "bad-input"],
+)
+def test_a_tool_that_ran_out_of_resources_is_told_apart_from_bad_input(tmp_path, cmd, exhausted):
+    with pytest.raises(ToolError) as caught:
+        run(cmd, tmp_path)
+    assert caught.value.resource_exhausted is exhausted
