@@ -289,7 +289,7 @@ DAEMON_MODES = {
     "down": "mid-run, files requested while it is down",  # just after the kill
     "tick": "between a tick's requests and its runs",  # the kill comes once one is `requested`
 }
-TICK_DELAY_S = 1.0  # the ledger's answers held back meanwhile, so the tick outlives the daemon
+TICK_DELAY_S = 0.3  # the ledger's answers held back meanwhile, so the tick outlives the daemon
 
 
 def daemon_killed(stack: Stack, mode: str = "runs") -> Outcome:
