@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = ["ToolError", "run", "scrub", "tool_versions"]
 
-_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)*[\w.+-]+")
+_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.+-]+/)*[\w.+-]+")  # not after ":" or "/": URLs stay whole
 
 
 # What a tool says when the machine, not the file, is at fault (a retry on a bigger task can pass).

@@ -94,3 +94,8 @@ def test_a_tool_that_ran_out_of_resources_is_told_apart_from_bad_input(tmp_path,
     with pytest.raises(ToolError) as caught:
         run(cmd, tmp_path)
     assert caught.value.resource_exhausted is exhausted
+
+
+def test_scrub_keeps_urls_whole():
+    text = "The upstream host a.org (https://a.org/x.bed) failed; see /srv/work/x.bed"
+    assert scrub(text) == "The upstream host a.org (https://a.org/x.bed) failed; see <path>"
