@@ -17,11 +17,11 @@ from pathlib import Path
 import dagster as dg
 
 from cfdb_assets.build import Builder, BuildError
-from cfdb_assets.names import JOB_ID_TAG, PERMANENT_KEY, Stage, family_name
+from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, PERMANENT_KEY, Stage, family_name
 from cfdb_assets.pipelines import PipelineError, ToolOptions
 from cfdb_assets.tools import ToolError, scrub
 from cfdb_assets.planning import OutputOptions
-from resources import ArtifactStore, Catalog, FetchError, Ledger, Manifest, SortedStage, SourceFetcher
+from resources import ArtifactStore, Catalog, FetchError, Ledger, LedgerError, Manifest, SortedStage, SourceFetcher
 
 __all__ = ["BuildConfig", "FamilyDefs", "FamilySpec", "Tools", "build_family"]
 
@@ -67,7 +67,8 @@ class Tools(dg.ConfigurableResource):
             compression_level=settings.compression_level,
         )
 
-    def builder(self, catalog: Catalog, store: ArtifactStore, fetcher: SourceFetcher, log) -> Builder:
+    def builder(self, catalog: Catalog, store: ArtifactStore, fetcher: SourceFetcher, log,
+                progress=lambda text: None) -> Builder:
         return Builder(
             catalog=catalog,
             store=store,
@@ -76,6 +77,7 @@ class Tools(dg.ConfigurableResource):
             output=OutputOptions.from_settings(self),
             work_dir=Path(self.work_dir),
             log=log,
+            progress=progress,
         )
 
 
@@ -115,7 +117,7 @@ def build_family(spec: FamilySpec) -> FamilyDefs:
         if source is None:
             raise dg.Failure(f"Partition {key} has no source in the ledger; request the file first.")
         with _as_failure():
-            builder = tools.builder(catalog, store, fetcher, context.log)
+            builder = tools.builder(catalog, store, fetcher, context.log, _progress(context, ledger))
             stage, reused = builder.sorted(key, source, config.force, label=context.run_id)
         if job_id:
             ledger.add_stage(job_id, Stage.DATA)
@@ -126,7 +128,7 @@ def build_family(spec: FamilySpec) -> FamilyDefs:
               ledger: Ledger, fetcher: SourceFetcher, tools: Tools) -> dg.MaterializeResult:
         key, job_id = context.partition_key, context.run.tags.get(JOB_ID_TAG)
         with _as_failure():
-            builder = tools.builder(catalog, store, fetcher, context.log)
+            builder = tools.builder(catalog, store, fetcher, context.log, _progress(context, ledger))
             manifest, reused = builder.index(key, config.force, label=context.run_id)
         if job_id:
             ledger.add_stage(job_id, Stage.INDEX)
@@ -139,6 +141,22 @@ def build_family(spec: FamilySpec) -> FamilyDefs:
         description=f"Build {spec.dcc} {spec.family} artifacts for one cache_key partition.",
     )
     return FamilyDefs(spec, dg.Definitions(assets=[sorted_data, index], jobs=[job]), partitions)
+
+
+def _progress(context: dg.AssetExecutionContext, ledger: Ledger):
+    """Reports a step's progress on its job's ledger row; best effort (a ledger outage must not
+    fail a build that can otherwise finish)."""
+    job_id, attempt = context.run.tags.get(JOB_ID_TAG), int(context.run.tags.get(ATTEMPT_TAG, "1"))
+
+    def report(text: str) -> None:
+        if not job_id:
+            return  # a backfill with no request behind it
+        try:
+            ledger.set_progress(job_id, attempt, text)
+        except LedgerError as exc:
+            context.log.warning(f"Progress not recorded: {exc}")
+
+    return report
 
 
 def _stage_metadata(stage: SortedStage) -> dict:

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from resources import (
     SourceRow,
 )
 
-__all__ = ["BuildError", "Builder", "file_sha256", "sweep_stale_scratch"]
+__all__ = ["BuildError", "Builder", "FetchProgress", "file_sha256", "sweep_stale_scratch"]
 
 LOG = logging.getLogger("cfdb.build")
 OWNER = ".owner"  # in each scratch directory, flock-ed by the process that uses it
@@ -58,6 +58,7 @@ class Builder:
     output: OutputOptions
     work_dir: Path
     log: logging.Logger | logging.LoggerAdapter = LOG
+    progress: Callable[[str], None] = lambda text: None  # what the step is doing (/jobs "progress")
 
     def sorted(self, key: str, source: SourceRow, force: bool = False, label: str = "run") -> tuple[SortedStage, bool]:
         """The sorted data of ``key`` (built, or reused when already stored); whether it was reused."""
@@ -78,9 +79,13 @@ class Builder:
         route = route_for(None, source.format)
         started = time.monotonic()
         with self.scratch(label) as workdir:
-            download = self.fetcher.download(record.access_url, workdir / "source", source.checksum)
+            self.progress("fetching")
+            download = self.fetcher.download(
+                record.access_url, workdir / "source", source.checksum, FetchProgress(self.progress, source.size))
             self.log.info(f"Fetched {download.size} bytes, checksum verified.")
+            self.progress(f"sorting and compressing {_size_text(download.size)}")
             data = build_sorted(route, download.path, workdir, self.tools)
+            self.progress("storing the sorted data")
             same_bytes = os.path.samefile(data, download.path)  # an already-sorted BAM
             digest = download.sha256 if same_bytes else file_sha256(data)
             stored = Artifact(route.data_name, self.store.put_file(key, route.data_name, data), digest)
@@ -123,6 +128,7 @@ class Builder:
         if index and self.store.has(key, index):
             self.log.info(f"Using the {index.kind} index written by the sort.")
         else:
+            self.progress("indexing")
             with self.scratch(label) as workdir:
                 with self.store.local_path(key, stage.data.name, workdir) as data:
                     path, kind = build_index(route, data, workdir, self.tools)
@@ -161,6 +167,30 @@ class Builder:
         finally:
             shutil.rmtree(path, ignore_errors=True)
             owner.close()
+
+
+class FetchProgress:
+    """Turns a download's byte count into a progress sentence, at most every ``every_s`` seconds
+    (each one is a ledger write)."""
+
+    def __init__(self, report: Callable[[str], None], total: int | None, every_s: float = 2.0):
+        self.report, self.total, self.every_s = report, total, every_s
+        self._last = time.monotonic()
+
+    def __call__(self, received: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        of = f" of {_size_text(self.total)}" if self.total else ""
+        self.report(f"fetching: {_size_text(received)}{of}")
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def sweep_stale_scratch(work_dir: Path, unowned_after_s: float = 600.0) -> list[str]:

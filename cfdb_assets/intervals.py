@@ -16,10 +16,12 @@ from cfdb_assets.tools import ToolError, run, scrub
 __all__ = ["bigbed_to_bed", "check_reachable", "sorted_intervals", "tabix"]
 
 
-def tabix(route: Route, args: str, workdir: Path) -> None:
+def tabix(route: Route, args: str, workdir: Path, data: Path | None = None) -> None:
     """``tabix -f args``. A record ending before it starts is the file's fault, not the tool's: a
-    permanent refusal. (Only tabix compares start with end: the sort step checks each coordinate's
-    form with grep, a DFA, because an awk doing the arithmetic would add ~15 % to every build.)"""
+    permanent refusal that quotes the record (found in ``data`` on this failure path only). Only
+    tabix compares start with end: the sort step checks each coordinate's form with grep, a DFA,
+    because an awk doing the arithmetic would add ~15 % to every build; the source, and so its line
+    numbers, is gone by the index step."""
     try:
         run(f"tabix -f {args}", workdir)
     except ToolError as exc:
@@ -28,10 +30,34 @@ def tabix(route: Route, args: str, workdir: Path) -> None:
             raise
         end, begin = int(found[1]), int(found[2])
         start = begin - 1 if route.preset == "bed" else begin  # tabix reports a 1-based begin
+        record = _reversed_record(data, route.preset) if data else None
+        quoted = f": {record[:80]!r}" if record else ""
         raise PipelineError(
-            f"The {route.format} file has a record whose start ({start}) is after its end ({end}); "
+            f"The {route.format} file has a record whose start ({start}) is after its end ({end}){quoted}; "
             "fix the file or its catalog format."
         ) from None
+
+
+# Per preset: the (start, end) columns, 0-based, where the file has an end column.
+_SPAN = {"bed": (1, 2), "gff": (3, 4)}
+
+
+def _reversed_record(data: Path, preset: str) -> str | None:
+    """The first record of a bgzipped file whose start is after its end (tabs shown as spaces)."""
+    if preset not in _SPAN:
+        return None  # a VCF's end is computed by tabix (REF, INFO/END): its message says enough
+    first, last = _SPAN[preset]
+    with gzip.open(data, "rt", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            fields = line.rstrip("\n").split("\t")
+            if line.startswith("#") or len(fields) <= last:
+                continue
+            try:
+                if int(fields[first]) > int(fields[last]):
+                    return " ".join(fields)
+            except ValueError:
+                continue
+    return None
 
 
 def check_reachable(route: Route, data: Path, workdir: Path) -> None:

@@ -83,13 +83,13 @@ def build_index(route: Route, data: Path, workdir: Path, opts: ToolOptions) -> t
         run(f"samtools index {'-c' if kind == 'csi' else '-b'} -@ {opts.threads} -o {q}.{kind} {q}", workdir)
         return workdir / f"{link.name}.{kind}", kind
     try:
-        tabix(route, f"-p {route.preset} {q}", workdir)
+        tabix(route, f"-p {route.preset} {q}", workdir, link)
         kind = "tbi"
     except ToolError as exc:
         if "csi index" not in str(exc).lower():
             raise
         # A coordinate beyond 2^29-1: only CSI can hold it.
-        tabix(route, f"-C -p {route.preset} {q}", workdir)
+        tabix(route, f"-C -p {route.preset} {q}", workdir, link)
         kind = "csi"
     check_reachable(route, link, workdir)
     return workdir / f"{link.name}.{kind}", kind

@@ -26,7 +26,10 @@ class Policy:
     """How many attempts a job gets, and how long a requested run may take to appear."""
 
     max_attempts: int = 3
-    request_grace_s: float = 120.0
+    # A sensor's ticks are serial and a tick creates its runs before the next one starts, so a
+    # requested job without a run after this long lost its request (a daemon killed mid-tick);
+    # asking again is safe: the run_key makes a repeat a no-op.
+    request_grace_s: float = 30.0
     # Runs asked for but not started, at most: the ledger is the queue, and Dagster creates runs one
     # at a time (~0.3-1.7 s each on SQLite storage, bench/scale.py), so a tick never creates more
     # than a window of them and every tick (the reconciler's included) stays short.
@@ -60,8 +63,8 @@ def build_on_demand_sensor(
         room = max(0, policy.run_window - ledger.requested_count())
         queued = ledger.queued(limit=min(BATCH, room)) if room else []
         for job, src in queued:
-            if time.monotonic() > deadline:
-                break
+            if run_requests and time.monotonic() > deadline:
+                break  # at least one run per tick, however slow the ledger
             name = family_name(src.dcc, src.family)
             if name not in by_name:
                 # The API and this code location disagree on CFDB_DCCS: fail the job, visibly.

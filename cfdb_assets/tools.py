@@ -16,7 +16,8 @@ from pathlib import Path
 
 __all__ = ["ToolError", "run", "scrub", "tool_versions"]
 
-_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.+-]+/)*[\w.+-]+")  # not after ":" or "/": URLs stay whole
+# A path alone or inside a file:// URL; the path of an http(s) URL stays (it names the upstream).
+_PATH = re.compile(r"(?:(?<=file://)|(?<![\w.:/]))/(?:[\w.+-]+/)*[\w.+-]+")
 
 
 # What a tool says when the machine, not the file, is at fault (a retry on a bigger task can pass).

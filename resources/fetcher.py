@@ -91,8 +91,11 @@ class SourceFetcher(dg.ConfigurableResource):
     # refused whatever the list says; loopback too, unless allow_http_loopback.
     upstream_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_UPSTREAM_HOSTS))
 
-    def download(self, url: str, dest: Path, checksum: str | None) -> Download:
-        """Fetch ``url`` to ``dest``, verifying ``checksum`` (``md5:<hex>`` / ``sha256:<hex>``).
+    def download(
+        self, url: str, dest: Path, checksum: str | None, progress: Callable[[int], None] | None = None
+    ) -> Download:
+        """Fetch ``url`` to ``dest``, verifying ``checksum`` (``md5:<hex>`` / ``sha256:<hex>``);
+        ``progress`` is told the bytes received so far after each chunk.
 
         Transient failures (5xx, resets, timeouts) restart the download from scratch, with
         exponential backoff, up to ``retries`` times."""
@@ -103,7 +106,7 @@ class SourceFetcher(dg.ConfigurableResource):
             while True:
                 attempt += 1
                 try:
-                    got = self._download_once(url, part, dest)
+                    got = self._download_once(url, part, dest, progress)
                     break
                 except FetchError as exc:
                     if exc.permanent or attempt > self.retries:
@@ -164,7 +167,7 @@ class SourceFetcher(dg.ConfigurableResource):
             raise FetchError(f"The {what} at {redact_url(url)} is not a JSON object.")
         return value
 
-    def _download_once(self, url: str, part: Path, dest: Path) -> Download:
+    def _download_once(self, url: str, part: Path, dest: Path, progress: Callable[[int], None] | None) -> Download:
         md5, sha, size = hashlib.md5(), hashlib.sha256(), 0
         with open(part, "wb") as out:
             for chunk in self._chunks(url):
@@ -172,6 +175,8 @@ class SourceFetcher(dg.ConfigurableResource):
                 md5.update(chunk)
                 sha.update(chunk)
                 size += len(chunk)
+                if progress:
+                    progress(size)
         return Download(dest, size, md5.hexdigest(), sha.hexdigest())
 
     def size(self, url: str) -> int | None:

@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 ERROR_LIMIT = 1024
+PROGRESS_LIMIT = 256
 
 
 
@@ -97,6 +98,8 @@ class Job:
     finished_at: datetime | None
     attempt: int = 1
     requested_at: datetime | None = None
+    progress: str | None = None
+    superseded_by: str | None = None
     id: int = 0  # the ledger row (the reconciler's position)
 
     @property
@@ -204,6 +207,8 @@ class Ledger(dg.ConfigurableResource):
                             updated_at=now,
                         )
                     )
+                    if latest is not None:  # the failed job this one replaces points at it
+                        conn.execute(jobs.update().where(jobs.c.id == latest.id).values(superseded_by=job_id))
             except sa.exc.IntegrityError:
                 continue  # another request claimed the key first: attach to its job
             return self._get_job(job_id), True
@@ -298,12 +303,24 @@ class Ledger(dg.ConfigurableResource):
         created) the same attempt is requested again. Compare-and-set on ``attempt``, so two
         reconcilers never skip one; the stages done are kept (the next run reuses the store)."""
         now = _now()
-        values: dict[str, Any] = {"state": QUEUED, "run_id": None, "requested_at": None, "updated_at": now}
+        values: dict[str, Any] = {
+            "state": QUEUED, "run_id": None, "requested_at": None, "progress": None, "updated_at": now}
         if error is not None:
             values.update(attempt=attempt + 1, error=error[:ERROR_LIMIT])
         with self._begin() as conn:
             result = conn.execute(
                 jobs.update().where(jobs.c.job_id == job_id, jobs.c.attempt == attempt, ACTIVE).values(**values)
+            )
+        return result.rowcount == 1
+
+    def set_progress(self, job_id: str, attempt: int, progress: str) -> bool:
+        """Record what attempt ``attempt`` of an active job is doing (a no-op once it ended or a
+        later attempt took over)."""
+        with self._begin() as conn:
+            result = conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id, jobs.c.attempt == attempt, ACTIVE)
+                .values(progress=progress[:PROGRESS_LIMIT], updated_at=_now())
             )
         return result.rowcount == 1
 

@@ -80,6 +80,10 @@ jobs = sa.Table(
     # and when its current run was requested.
     sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
     sa.Column("requested_at", sa.DateTime(timezone=True)),
+    # What the run is doing now ("fetching 120 MB of 1.0 GB"), and the job that replaced this
+    # failed one when the file was requested again (clients polling the old id follow it).
+    sa.Column("progress", sa.String(256)),
+    sa.Column("superseded_by", sa.String(36)),
 )
 ACTIVE = jobs.c.state.in_(ACTIVE_STATES)
 # v2: the predicate gained `requested`. The first release's index (no suffix) is dropped by _migrate.
@@ -112,7 +116,7 @@ def create_tables(engine: sa.Engine, attempts: int = 5) -> None:
 
 def _migrate(engine: sa.Engine) -> None:
     """Bring a first-release ledger up to this schema (idempotent; concurrent callers are retried by
-    create_tables): the two new columns, and the one-active-job index whose predicate now includes
+    create_tables): the new columns, and the one-active-job index whose predicate now includes
     ``requested``."""
     inspector = sa.inspect(engine)
     columns = {c["name"] for c in inspector.get_columns(jobs.name)}
@@ -123,6 +127,10 @@ def _migrate(engine: sa.Engine) -> None:
         if "requested_at" not in columns:
             kind = "TIMESTAMP WITH TIME ZONE" if engine.dialect.name == "postgresql" else "DATETIME"
             conn.execute(sa.text(f"ALTER TABLE {jobs.name} ADD COLUMN requested_at {kind}"))
+        if "progress" not in columns:
+            conn.execute(sa.text(f"ALTER TABLE {jobs.name} ADD COLUMN progress VARCHAR(256)"))
+        if "superseded_by" not in columns:
+            conn.execute(sa.text(f"ALTER TABLE {jobs.name} ADD COLUMN superseded_by VARCHAR(36)"))
         if ONE_ACTIVE_PER_KEY.name not in indexes:
             ONE_ACTIVE_PER_KEY.create(conn)
         if "cfdb_jobs_one_active_per_key" in indexes:

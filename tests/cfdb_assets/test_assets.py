@@ -64,6 +64,7 @@ def test_job_stages_and_run_id_are_written_to_the_ledger(settings):
     assert job.stages == ("data", "index")
     assert job.run_id == result.run_id
     assert job.state == "running"  # terminal states come from the run-status sensor
+    assert job.progress == "storing the sorted data"  # the last thing the steps said (samtools indexed as it sorted)
 
 
 def test_existing_artifact_set_is_reused_and_force_rebuilds(settings, store):

@@ -107,3 +107,30 @@ def test_the_scratch_of_a_dead_worker_is_swept_and_a_live_one_kept(builder, tmp_
 
         assert sweep_stale_scratch(builder.work_dir) == [dead]
         assert live.exists() and not (builder.work_dir / dead).exists()
+
+
+def test_each_step_reports_what_it_is_doing(builder):
+    reports: list[str] = []
+    builder = replace(builder, progress=reports.append)
+    key, source = source_of(builder, "4dn", "4DNFIVCF0001")
+
+    builder.sorted(key, source)
+    builder.index(key)
+
+    assert reports[0] == "fetching" and reports[-1] == "indexing"
+    assert "storing the sorted data" in reports
+    assert any(r.startswith("sorting and compressing ") for r in reports), reports
+
+
+def test_fetch_progress_says_bytes_of_total_at_most_every_interval(monkeypatch):
+    from cfdb_assets import build
+
+    clock = iter([0.0, 0.5, 2.5, 3.0, 5.0])
+    monkeypatch.setattr(build.time, "monotonic", lambda: next(clock))
+    reports: list[str] = []
+    progress = build.FetchProgress(reports.append, total=2_000_000_000)  # reads the clock once
+
+    for received in (1_000, 150_000_000, 160_000_000, 1_500_000_000):
+        progress(received)
+
+    assert reports == ["fetching: 150.0 MB of 2.0 GB", "fetching: 1.5 GB of 2.0 GB"]

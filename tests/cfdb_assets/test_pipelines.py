@@ -790,7 +790,8 @@ def test_space_separated_bed_is_refused_as_too_few_columns(tmp_path):
 @pytest.mark.parametrize("fmt", ["BED", "GFF3"])
 def test_a_start_after_its_end_is_refused_by_the_index_step(tmp_path, fmt):
     # Comparing start with end is arithmetic: only tabix does it, when indexing (the sort step's
-    # grep checks each coordinate's form); the source, and so its line numbers, is gone by then.
+    # grep checks each coordinate's form); the source, and so its line numbers, is gone by then:
+    # the refusal quotes the record instead.
     text = FORMATS[fmt][2](SEEDS[fmt], False)
     is_header = FORMATS[fmt][3]
     line = _data_line(text, 400, is_header)
@@ -801,6 +802,8 @@ def test_a_start_after_its_end_is_refused_by_the_index_step(tmp_path, fmt):
     error = _index_refusal(tmp_path, route_for(None, fmt), bad.encode())
 
     assert f"The {fmt} file has a record whose start ({start}) is after its end ({start - 2})" in str(error), str(error)
+    record = " ".join(bad.splitlines()[line - 1].split("\t"))  # the reversed record, quoted
+    assert repr(record[:80]) in str(error), str(error)
     assert error.permanent
 
 

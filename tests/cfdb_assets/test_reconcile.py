@@ -142,3 +142,20 @@ def test_the_sensor_keeps_at_most_a_window_of_runs_asked_for_but_not_started(set
         assert not tick().run_requests  # the window is full: the third waits in the ledger
         files.ledger.mark_running(jobs[0].job_id, "run-1")  # one run started: room for one more
         assert [r.run_key for r in tick().run_requests] == [f"{jobs[2].job_id}:1"]
+
+
+def test_a_tick_past_its_time_budget_still_requests_one_run(settings, monkeypatch):
+    # A slow ledger can spend the whole budget on reconciling: the tick still makes progress.
+    from cfdb_assets import sensors
+    from cfdb_assets.definitions import build_families
+
+    monkeypatch.setattr(sensors, "TICK_BUDGET_S", -1.0)  # the deadline has passed before the first job
+    files = files_for(settings)
+    jobs = [files.request(r, files.plan(r))[0]
+            for r in (files.lookup("encode", "ENCFF000BED"), files.lookup("encode", "ENCFF000SAM"))]
+    sensor = sensors.build_on_demand_sensor(build_families(settings))
+    with dg.instance_for_test() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"ledger": files.ledger}))
+
+    assert [r.run_key for r in result.run_requests] == [f"{jobs[0].job_id}:1"]
+    assert [files.ledger.job(j.job_id).state for j in jobs] == ["requested", "queued"]

@@ -99,3 +99,7 @@ def test_a_tool_that_ran_out_of_resources_is_told_apart_from_bad_input(tmp_path,
 def test_scrub_keeps_urls_whole():
     text = "The upstream host a.org (https://a.org/x.bed) failed; see /srv/work/x.bed"
     assert scrub(text) == "The upstream host a.org (https://a.org/x.bed) failed; see <path>"
+
+
+def test_scrub_hides_the_path_of_a_file_url():
+    assert scrub("from file:///srv/x.bed failed") == "from file://<path> failed"

@@ -578,3 +578,29 @@ def test_a_first_release_ledger_is_migrated_in_place(ledger_url):
     indexes = {i["name"] for i in sa.inspect(ledger.engine).get_indexes("cfdb_jobs")}
     assert "cfdb_jobs_one_active_per_key_v2" in indexes and "cfdb_jobs_one_active_per_key" not in indexes
     ledger.engine.dispose()
+
+
+def test_a_job_that_replaces_a_failed_one_is_named_by_it(ledger):
+    failed, _ = ledger.request(_spec(), HOUR)
+    ledger.finish(failed.job_id, succeeded=False, error="connection reset")
+
+    new, created = ledger.request(_spec(), HOUR)
+
+    assert created and ledger.job(failed.job_id).superseded_by == new.job_id
+    assert ledger.job(new.job_id).superseded_by is None
+
+
+def test_progress_is_written_by_the_current_attempt_only_and_cleared_on_requeue(ledger):
+    job, _ = ledger.request(_spec(), HOUR)
+
+    assert ledger.set_progress(job.job_id, 1, "fetching: 1.0 MB of 2.0 MB" + "x" * 300)
+    assert ledger.job(job.job_id).progress == ("fetching: 1.0 MB of 2.0 MB" + "x" * 300)[:256]
+    assert not ledger.set_progress(job.job_id, 2, "a later attempt")  # no such attempt yet
+
+    ledger.requeue(job.job_id, 1, error="worker lost")
+    assert ledger.job(job.job_id).progress is None
+    assert not ledger.set_progress(job.job_id, 1, "a late write of attempt 1")
+    assert ledger.set_progress(job.job_id, 2, "sorting")
+
+    ledger.finish(job.job_id, succeeded=True)
+    assert not ledger.set_progress(job.job_id, 2, "after the end")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from resources import FileCatalog
+from resources import FileCatalog, Ledger
 from serve.app import create_app
 from tests.helpers import build_artifacts
 
@@ -173,6 +173,20 @@ def test_jobs_unknown_is_404_and_known_has_the_original_fields(client):
     for field in ("job_id", "status", "stages_done", "artifacts", "progress", "error", "superseded_by"):
         assert field in body
     assert body["status"] == "pending" and body["run_url"] is None
+
+
+def test_jobs_shows_the_progress_of_a_running_job_and_the_job_that_replaced_a_failed_one(client, settings):
+    ledger = Ledger(url=settings.ledger_url)  # the API's own ledger: the writes a run worker makes
+    first = client.get("/data/encode/ENCFF000BED").json()["job_id"]
+    ledger.set_progress(first, 1, "fetching: 1.0 MB of 2.0 MB")
+    assert client.get(f"/jobs/{first}").json()["progress"] == "fetching: 1.0 MB of 2.0 MB"
+
+    ledger.finish(first, succeeded=False, error="The worker stopped.")
+    second = client.get("/data/encode/ENCFF000BED").json()["job_id"]
+
+    body = client.get(f"/jobs/{first}").json()
+    assert (body["status"], body["superseded_by"], body["progress"]) == ("failed", second, None)
+    assert client.get(f"/jobs/{second}").json()["superseded_by"] is None
 
 
 def test_files_listing_pages_through_every_file_with_a_cursor(client, catalog):
