@@ -10,7 +10,7 @@ user-facing sentence and whose metadata says whether it is permanent.
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, PERMANENT_KEY, Stage, fam
 from cfdb_assets.pipelines import PipelineError, ToolOptions
 from cfdb_assets.tools import ToolError, scrub
 from cfdb_assets.planning import OutputOptions
+from cfdb_assets.sizing import SORT_MEMORY_TAG, THREADS_TAG, size_run
 from resources import ArtifactStore, Catalog, FetchError, Ledger, LedgerError, Manifest, SortedStage, SourceFetcher
 
 __all__ = ["BuildConfig", "FamilyDefs", "FamilySpec", "Tools", "build_family"]
@@ -57,6 +58,7 @@ class Tools(dg.ConfigurableResource):
     threads: int
     sort_memory: str
     compression_level: int
+    sized_runs: bool = False  # runs get a worker sized to their source (cfdb_assets.sizing)
 
     @classmethod
     def from_settings(cls, settings) -> "Tools":
@@ -65,15 +67,20 @@ class Tools(dg.ConfigurableResource):
             threads=settings.threads,
             sort_memory=settings.sort_memory,
             compression_level=settings.compression_level,
+            sized_runs=settings.sized_runs,
         )
 
     def builder(self, catalog: Catalog, store: ArtifactStore, fetcher: SourceFetcher, log,
-                progress=lambda text: None) -> Builder:
+                progress=lambda text: None, run_tags: Mapping[str, str] | None = None) -> Builder:
+        """The build steps, with the tools sized to this run's worker when its tags say so."""
+        tags = run_tags or {}
+        threads = int(tags.get(THREADS_TAG) or self.threads)
+        sort_memory = tags.get(SORT_MEMORY_TAG) or self.sort_memory
         return Builder(
             catalog=catalog,
             store=store,
             fetcher=fetcher,
-            tools=ToolOptions(self.threads, self.sort_memory, self.compression_level),
+            tools=ToolOptions(threads, sort_memory, self.compression_level),
             output=OutputOptions.from_settings(self),
             work_dir=Path(self.work_dir),
             log=log,
@@ -99,8 +106,9 @@ def _as_failure() -> Iterator[None]:
         ) from exc
 
 
-def build_family(spec: FamilySpec) -> FamilyDefs:
-    """The partitions, two assets and job of one DCC × family."""
+def build_family(spec: FamilySpec, run_tags: Callable[[str], Mapping[str, str]] | None = None) -> FamilyDefs:
+    """The partitions, two assets and job of one DCC × family. ``run_tags`` gives the tags of a
+    partition's runs (its size, its file), whoever launches them: the sensor or a UI backfill."""
     partitions = dg.DynamicPartitionsDefinition(name=spec.name)
     sorted_key = dg.AssetKey([spec.dcc, spec.family, "sorted"])
     index_key = dg.AssetKey([spec.dcc, spec.family, "index"])
@@ -116,8 +124,11 @@ def build_family(spec: FamilySpec) -> FamilyDefs:
         source = ledger.source(key)
         if source is None:
             raise dg.Failure(f"Partition {key} has no source in the ledger; request the file first.")
+        refusal = size_run(source.family, source.size).refusal if tools.sized_runs else None
+        if refusal:
+            raise dg.Failure(description=refusal, metadata={PERMANENT_KEY: True})
         with _as_failure():
-            builder = tools.builder(catalog, store, fetcher, context.log, _progress(context, ledger))
+            builder = tools.builder(catalog, store, fetcher, context.log, _progress(context, ledger), context.run.tags)
             stage, reused = builder.sorted(key, source, config.force, label=context.run_id)
         if job_id:
             ledger.add_stage(job_id, Stage.DATA)
@@ -128,7 +139,7 @@ def build_family(spec: FamilySpec) -> FamilyDefs:
               ledger: Ledger, fetcher: SourceFetcher, tools: Tools) -> dg.MaterializeResult:
         key, job_id = context.partition_key, context.run.tags.get(JOB_ID_TAG)
         with _as_failure():
-            builder = tools.builder(catalog, store, fetcher, context.log, _progress(context, ledger))
+            builder = tools.builder(catalog, store, fetcher, context.log, _progress(context, ledger), context.run.tags)
             manifest, reused = builder.index(key, config.force, label=context.run_id)
         if job_id:
             ledger.add_stage(job_id, Stage.INDEX)
@@ -138,6 +149,11 @@ def build_family(spec: FamilySpec) -> FamilyDefs:
         spec.name,
         selection=dg.AssetSelection.assets(sorted_key, index_key),
         executor_def=dg.in_process_executor,
+        config=dg.PartitionedConfig(
+            partitions_def=partitions,
+            run_config_for_partition_key_fn=lambda key: {},
+            tags_for_partition_key_fn=run_tags or (lambda key: {}),
+        ),
         description=f"Build {spec.dcc} {spec.family} artifacts for one cache_key partition.",
     )
     return FamilyDefs(spec, dg.Definitions(assets=[sorted_data, index], jobs=[job]), partitions)

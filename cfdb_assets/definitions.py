@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import dagster as dg
 
 from cfdb_assets.assets import FamilyDefs, FamilySpec, Tools, build_family
 from cfdb_assets.formats import PROCESSED_FAMILIES
+from cfdb_assets.names import CACHE_KEY_TAG, DCC_TAG, FORMAT_TAG, LOCAL_ID_TAG
 from cfdb_assets.sensors import Policy, build_on_demand_sensor, build_run_status_sensors
-from resources import Settings, adapters
+from cfdb_assets.sizing import size_run
+from resources import Ledger, Settings, adapters
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -19,13 +22,36 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 def build_families(settings: Settings) -> list[FamilyDefs]:
     """One DCC × family definition set per served DCC and processed family."""
-    return [build_family(FamilySpec(dcc, family)) for dcc in settings.dccs for family in PROCESSED_FAMILIES]
+    tags = partition_run_tags(settings, adapters(settings).ledger)
+    return [build_family(FamilySpec(dcc, family), tags) for dcc in settings.dccs for family in PROCESSED_FAMILIES]
+
+
+def partition_run_tags(settings: Settings, ledger: Ledger) -> Callable[[str], dict[str, str]]:
+    """The tags of every run of a partition, from its source in the ledger: the file (so the UI finds
+    a run by accession) and its worker size. A partition the ledger lacks gets none; its run fails
+    with a sentence saying how to register it. A ledger outage fails the launch, to be retried,
+    rather than start a run on a worker of the wrong size."""
+
+    def tags(cache_key: str) -> dict[str, str]:
+        source = ledger.source(cache_key)
+        if source is None:
+            return {}
+        return {
+            CACHE_KEY_TAG: cache_key,
+            DCC_TAG: source.dcc,
+            LOCAL_ID_TAG: source.local_id,
+            FORMAT_TAG: source.format,
+            **size_run(source.family, source.size).tags(fargate=settings.sized_runs),
+        }
+
+    return tags
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything Dagster loads, for the given settings."""
     families = build_families(settings)
-    policy = Policy(max_attempts=settings.max_attempts, run_window=settings.run_window)
+    policy = Policy(max_attempts=settings.max_attempts, run_window=settings.run_window,
+                    sized_runs=settings.sized_runs)
     return dg.Definitions.merge(
         *(family.definitions for family in families),
         dg.Definitions(

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from cfdb_assets.assets import FamilyDefs
-from cfdb_assets.names import ATTEMPT_TAG, CACHE_KEY_TAG, DCC_TAG, JOB_ID_TAG, family_name, run_key
+from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, family_name, run_key
 from cfdb_assets.reconcile import Action, decide, outcome_of, runs_of, settle
+from cfdb_assets.sizing import size_run
 from resources import Job, Ledger
 
 __all__ = ["Policy", "build_on_demand_sensor", "build_run_status_sensors"]
@@ -34,6 +35,7 @@ class Policy:
     # at a time (~0.3-1.7 s each on SQLite storage, bench/scale.py), so a tick never creates more
     # than a window of them and every tick (the reconciler's included) stays short.
     run_window: int = 16
+    sized_runs: bool = False  # a source too big for any worker fails here, before a run is launched
 
 
 def build_on_demand_sensor(
@@ -72,8 +74,14 @@ def build_on_demand_sensor(
                     f"This server has no pipeline for DCC {src.dcc!r} ({src.family}); "
                     "CFDB_DCCS differs between the API and Dagster."))
                 continue
+            refusal = size_run(src.family, src.size).refusal if policy.sized_runs else None
+            if refusal:
+                ledger.finish(job.job_id, succeeded=False, error=refusal, permanent=True)
+                continue
             partitions.setdefault(name, []).append(job.cache_key)
-            tags = {JOB_ID_TAG: job.job_id, ATTEMPT_TAG: str(job.attempt), CACHE_KEY_TAG: job.cache_key, DCC_TAG: src.dcc}
+            # The partition's own tags (its file, its worker size) join these from the job's
+            # partitioned config, as they do for a backfill (cfdb_assets.definitions).
+            tags = {JOB_ID_TAG: job.job_id, ATTEMPT_TAG: str(job.attempt)}
             run_requests.append(dg.RunRequest(job_name=name, partition_key=job.cache_key,
                                               run_key=run_key(job.job_id, job.attempt), tags=tags))
             requested.append(job.job_id)

@@ -162,6 +162,9 @@ class Settings:
     profile: str = LOCAL
     run_window: int = 16
     max_attempts: int = 3
+    # Size each run's worker from its source (cfdb_assets/sizing.py: ecs/* tags, max runtime, the
+    # tools' threads and sort memory); the size class tag is set either way.
+    sized_runs: bool = False
 
     def check(self) -> None:
         """Refuse settings that cannot work for this profile (once, at startup): in production the
@@ -226,4 +229,5 @@ class Settings:
             profile=profile,
             run_window=_int(env, "CFDB_RUN_WINDOW", 16, 1, 100_000),
             max_attempts=_int(env, "CFDB_MAX_ATTEMPTS", 3, 1, 20),
+            sized_runs=_bool(env, "CFDB_SIZED_RUNS", profile == PRODUCTION),
         )
