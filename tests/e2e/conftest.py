@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthetic.demo import write_demo
+from tests.e2e.production import aws_resources, fresh_database
 from tests.e2e.service import Service
 
 
@@ -19,6 +20,19 @@ def service(tmp_path_factory):
     svc.start()
     yield svc
     svc.stop()
+
+
+@pytest.fixture
+def pg_database():
+    """A fresh database on the test server (Dagster's tables and the ledger's), dropped afterwards."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def aws(moto_server) -> dict[str, str]:
+    """moto stands in for AWS: the run task definition in ECS, the compute-log and artifact buckets."""
+    return aws_resources(moto_server)
 
 
 def catalog_doc(service: Service, local_id: str) -> dict:

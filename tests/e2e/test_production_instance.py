@@ -5,24 +5,19 @@ throwaway database, the EcsRunLauncher against moto's ECS, S3 compute logs on mo
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import boto3
 import httpx
-import pytest
 import sqlalchemy as sa
 
-from tests.conftest import POSTGRES_URL
+from tests.e2e.production import DEPLOY_YAML, catalog_snapshot
 from tests.e2e.service import ROOT, free_port
 
-DEPLOY_YAML = ROOT / "deploy" / "dagster.yaml"
 BIN = ROOT / ".venv" / "bin"
 MAX_CONCURRENT_RUNS = 3  # anything but the default 10, to see the env var arrive
 STARTUP_TIMEOUT_S = 120
@@ -54,87 +49,6 @@ STATUS_QUERY = """{
 
 # The daemons this instance must run: the queue, the sensors, run monitoring and run retries.
 EXPECTED_DAEMONS = {"SENSOR", "QUEUED_RUN_COORDINATOR", "MONITORING", "EVENT_LOG_CONSUMER", "SCHEDULER"}
-
-
-def _admin_engine() -> sa.Engine:
-    url = sa.make_url(POSTGRES_URL)
-    if url.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
-        url = url.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT")
-
-
-@pytest.fixture
-def pg_database():
-    """A fresh database on the test server (Dagster's tables and the ledger's), dropped afterwards."""
-    name = f"cfdb_e2e_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}; start it (see .ci/run).")
-    url = sa.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg2", database=name)
-    yield url
-    with admin.connect() as conn:  # FORCE: a killed process may leave a connection behind
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
-def aws(moto_server) -> dict[str, str]:
-    """moto stands in for AWS: the run task definition in ECS, the compute-log and artifact buckets."""
-    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    kwargs = {
-        "endpoint_url": moto_server,
-        "region_name": "us-east-1",
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-    suffix = uuid.uuid4().hex[:10]
-    family, container = f"cfdb-run-{suffix}", "run"
-    # The launcher checks at start-up that the task definition exists and holds the container.
-    boto3.client("ecs", **kwargs).register_task_definition(
-        family=family,
-        requiresCompatibilities=["FARGATE"],
-        networkMode="awsvpc",
-        cpu="1024",
-        memory="4096",
-        containerDefinitions=[{"name": container, "image": "cfdb-assets:test", "memory": 4096, "essential": True}],
-    )
-    s3 = boto3.client("s3", **kwargs)
-    logs, artifacts = f"cfdb-logs-{suffix}", f"cfdb-artifacts-{suffix}"
-    for bucket in (logs, artifacts):
-        s3.create_bucket(Bucket=bucket)
-    return {
-        **creds,
-        "AWS_ENDPOINT_URL": moto_server,
-        "CFDB_RUN_TASK_DEFINITION": family,
-        "CFDB_RUN_CONTAINER": container,
-        "CFDB_COMPUTE_LOG_BUCKET": logs,
-        "CFDB_COMPUTE_LOG_PREFIX": "dagster/compute-logs",
-        "CFDB_STORE": f"s3://{artifacts}/artifacts",
-    }
-
-
-def _catalog_snapshot(aws: dict[str, str]) -> str:
-    """A one-record JSON Lines catalog uploaded next to the artifacts: production reads its catalog
-    from MongoDB or an S3 snapshot, never a local file (the production guard refuses one)."""
-    doc = {
-        "submission": "encode",
-        "local_id": "ENCFF000BED",
-        "md5": hashlib.md5(b"chr1\t10\t50\tpeak0\n").hexdigest(),
-        "size_in_bytes": 17,
-        "access_url": "https://data.example.org/ENCFF000BED.bed",
-        "filename": "ENCFF000BED.bed",
-        "file_format": {"id": "format:3003", "name": "BED"},
-        "dcc": {"dcc_abbreviation": "ENCODE"},
-        "data_access_level": "public",
-    }
-    bucket = aws["CFDB_STORE"].removeprefix("s3://").split("/")[0]
-    boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").put_object(Bucket=bucket, Key="catalog/catalog.jsonl",
-                                                             Body=json.dumps(doc).encode() + b"\n")
-    return f"s3://{bucket}/catalog/catalog.jsonl"
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -204,7 +118,7 @@ def test_deploy_instance_runs_daemon_and_webserver_on_postgres_ecs_launcher_and_
     # The project's own settings, as in production: the ledger in the same Postgres, the store on S3.
     project_env = {
         "CFDB_LEDGER_URL": pg_database.render_as_string(hide_password=False),
-        "CFDB_CATALOG": _catalog_snapshot(aws),
+        "CFDB_CATALOG": catalog_snapshot(aws),
         "CFDB_DATA_DIR": str(data_dir),
     }
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("CFDB_", "DAGSTER_", "AWS_"))}

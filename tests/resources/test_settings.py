@@ -250,6 +250,13 @@ def test_production_refuses_each_local_only_setting_naming_the_variable(change, 
     assert variable in str(caught.value)
 
 
+def test_a_closed_rig_that_reaches_only_this_machine_may_allow_loopback_in_production():
+    rig = {**PRODUCTION_OK, "CFDB_ALLOW_HTTP_LOOPBACK": "true", "CFDB_UPSTREAM_HOSTS": "localhost"}
+    Settings.from_environ(rig).check()
+    with pytest.raises(SettingsError, match="CFDB_ALLOW_HTTP_LOOPBACK"):
+        Settings.from_environ({**rig, "CFDB_UPSTREAM_HOSTS": "localhost,www.encodeproject.org"}).check()
+
+
 def test_an_s3_catalog_snapshot_is_fine_in_production():
     Settings.from_environ({**PRODUCTION_OK, "CFDB_CATALOG": "s3://snapshots/catalog.jsonl"}).check()
 
