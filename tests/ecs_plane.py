@@ -56,6 +56,7 @@ class EcsPlane:
     endpoint: str
     workdir: Path
     base_env: dict[str, str] = field(default_factory=dict)  # under every task's own environment
+    cwd: Path | None = None  # where task processes start (the image's WORKDIR); default workdir
     cluster: str = field(default_factory=lambda: f"cfdb-{uuid.uuid4().hex[:8]}")  # one per plane: moto is shared
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
 
@@ -184,7 +185,7 @@ class EcsPlane:
         task.last_status = "RUNNING"
         with open(record.log, "wb") as log:
             record.process = subprocess.Popen(
-                command, env={**self.base_env, **env}, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                command, env={**self.base_env, **env}, cwd=self.cwd or self.workdir, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         return record
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import ssl
 import subprocess
 import threading
@@ -16,6 +17,19 @@ from cfdb_assets.names import JOB_ID_TAG, family_name
 from cfdb_assets.planning import OutputOptions
 from resources import Artifact, Manifest, Settings, SortedStage, SourceIdentity, adapters
 from serve.files import Files
+
+JS = Path(__file__).resolve().parent / "js"
+
+
+def gosling_read(reader: str, data_url: str, index_url: str, regions: list) -> list:
+    """What the JavaScript readers Gosling pins (tests/js/read_regions.js, under Node) read from a
+    URL: per region, the records (``bam``) or lines (``tabix``)."""
+    proc = subprocess.run(
+        ["node", str(JS / "read_regions.js"), reader, data_url, index_url, json.dumps(regions)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def files_for(settings: Settings) -> Files:

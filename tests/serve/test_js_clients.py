@@ -19,9 +19,8 @@ import uvicorn
 from synthetic.small import CHROMS
 from resources import Settings
 from serve.app import create_app
-from tests.helpers import build_artifacts
+from tests.helpers import JS, build_artifacts, gosling_read
 
-JS = Path(__file__).resolve().parents[1] / "js"
 CASES = [  # (dcc, local_id, reader)
     ("encode", "ENCFF000SAM", "bam"),
     ("4dn", "4DNFIVCF0001", "tabix"),
@@ -63,15 +62,6 @@ def _regions(seed: int, n: int = 20) -> list[list]:
     return out
 
 
-def _node(reader: str, data_url: str, index_url: str, regions: list) -> list:
-    proc = subprocess.run(
-        ["node", str(JS / "read_regions.js"), reader, data_url, index_url, json.dumps(regions)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def _pysam(reader: str, data: Path, index: Path, regions: list) -> list:
     if reader == "bam":
         with pysam.AlignmentFile(str(data), index_filename=str(index)) as aln:
@@ -105,7 +95,7 @@ def test_gosling_readers_get_the_same_records_as_pysam(settings_for_store, tmp_p
                 data.write_bytes(client.get(info["data_url"]).content)
                 index.write_bytes(client.get(info["index_url"]).content)
                 regions = _regions(100 + n)
-                got = _node(reader, base + info["data_url"], base + info["index_url"], regions)
+                got = gosling_read(reader, base + info["data_url"], base + info["index_url"], regions)
                 want = _pysam(reader, data, index, regions)
                 assert sum(map(len, want)) > 0, local_id  # the regions do hit records
                 for region, g, w in zip(regions, got, want, strict=True):
@@ -143,7 +133,7 @@ def test_gosling_reads_a_passthrough_bigwig_and_a_csv_exactly_as_served(tmp_path
     settings = Settings.from_environ({"CFDB_DATA_DIR": str(tmp_path / "data"), "CFDB_CATALOG": str(catalog)})
     regions = [[c, s, s + 20_000] for c, s in (("chr1", 0), ("chr1", 500_000), ("chr2", 123_456), ("chr2", 700_000))]
     with LiveAPI(create_app(settings)) as base:
-        got = _node("bigwig", f"{base}/data/encode/ENCFFBW", "-", regions)
+        got = gosling_read("bigwig", f"{base}/data/encode/ENCFFBW", "-", regions)
         text = subprocess.run(["node", str(JS / "read_regions.js"), "csv", f"{base}/data/encode/ENCFFCSV"],
                               capture_output=True, text=True, timeout=60, check=True).stdout
     reader = pyBigWig.open(str(bigwig))
