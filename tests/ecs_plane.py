@@ -139,7 +139,7 @@ class EcsPlane:
         while not self._stop.is_set():
             try:
                 self._step()
-            except Exception:  # a test plane must not die silently
+            except Exception:  # noqa: BLE001 - the plane must outlive one bad step, and say why
                 traceback.print_exc()
             time.sleep(0.2)
 
@@ -195,7 +195,7 @@ class EcsPlane:
         body = json.dumps({"Cluster": self.cluster, "TaskARN": self.daemon_task}).encode()
 
         class Metadata(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
+            def do_GET(self):
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
