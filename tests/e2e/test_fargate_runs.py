@@ -12,11 +12,16 @@ import hashlib
 import http.server
 import random
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 
+from cfdb_assets.sizing import size_run
+from resources import Ledger, SourceSpec
 from synthetic.large import bam_bytes_per_read, write_bam
 from synthetic.small import bed_text
 from tests.ecs_plane import EcsPlane
@@ -58,11 +63,16 @@ def fargate(tmp_path_factory, moto_server):
     rng = random.Random(20261201)
     reads = int(BAM_MB * 1e6 / bam_bytes_per_read(7, root))
     write_bam(sources_dir / "big.bam", rng, reads)  # coordinate-unsorted: the worker sorts it
-    (sources_dir / "peaks.bed").write_text(bed_text(11, 5000))
+    write_bam(sources_dir / "killed.bam", rng, reads)  # another one, for the worker that dies
+    beds = {"ENCFFPEAKS": 11, "ENCFFHERD": 12, "ENCFFFILL1": 13, "ENCFFFILL2": 14, "ENCFFFILL3": 15}
+    for local_id, seed in beds.items():
+        (sources_dir / f"{local_id}.bed").write_text(bed_text(seed, 5000))
     sources = Sources(sources_dir)
     docs = [
         _doc("ENCFFBIGBAM", sources_dir / "big.bam", f"{sources.url}/big.bam", ("format:2572", "BAM")),
-        _doc("ENCFFPEAKS", sources_dir / "peaks.bed", f"{sources.url}/peaks.bed", ("format:3003", "BED")),
+        _doc("ENCFFKILLED", sources_dir / "killed.bam", f"{sources.url}/killed.bam", ("format:2572", "BAM")),
+        *(_doc(local_id, sources_dir / f"{local_id}.bed", f"{sources.url}/{local_id}.bed", ("format:3003", "BED"))
+          for local_id in beds),
     ]
     with fresh_database() as database:
         aws = aws_resources(moto_server, register_run_task=False)
@@ -83,7 +93,7 @@ def fargate(tmp_path_factory, moto_server):
                                  **plane.metadata_env()})
         try:
             service.start(timeout=180)
-            yield service, plane, aws
+            yield service, plane, aws, docs
         finally:
             service.stop()
             plane.close()
@@ -97,7 +107,7 @@ def _s3_keys(aws: dict, prefix: str) -> set[str]:
 
 
 def test_cold_files_are_built_on_tasks_sized_for_them_and_read_by_gosling(fargate):
-    service, plane, aws = fargate
+    service, plane, aws, _ = fargate
     with service.client() as client:
         jobs = {local_id: client.get(f"/data/encode/{local_id}").json()["job_id"]
                 for local_id in ("ENCFFBIGBAM", "ENCFFPEAKS")}
@@ -128,3 +138,114 @@ def test_cold_files_are_built_on_tasks_sized_for_them_and_read_by_gosling(fargat
                          [["chr1", 0, 250_000_000]])
     assert lines[0] and all(line.startswith("chr1\t") for line in lines[0])
 
+
+
+def test_fifty_concurrent_cold_gets_launch_exactly_one_task(fargate):
+    service, plane, _, _ = fargate
+    before = set(plane.tasks)
+
+    def get(_):
+        with service.client() as client:
+            return client.get("/data/encode/ENCFFHERD")
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(get, range(50)))
+
+    assert {a.status_code for a in answers} == {202}
+    job_ids = {a.json()["job_id"] for a in answers}
+    assert len(job_ids) == 1
+    body, _ = service.wait_job(job_ids.pop(), timeout=JOB_TIMEOUT_S)
+    assert body["status"] == "completed"
+    new = [plane.tasks[arn] for arn in set(plane.tasks) - before]
+    assert [t.tags["cfdb/job_id"] for t in new] == [body["job_id"]]
+
+
+def test_a_worker_killed_mid_sort_is_retried_on_a_new_task_and_nothing_partial_is_visible(fargate):
+    service, plane, aws, _ = fargate
+    with service.client() as client:
+        job_id = client.get("/data/encode/ENCFFKILLED").json()["job_id"]
+        key = client.get("/files/encode/ENCFFKILLED").json()["cache_key"]
+        first = _wait(lambda: next((r for r in plane.tasks.values() if r.tags.get("cfdb/job_id") == job_id), None))
+        _wait(lambda: (client.get(f"/jobs/{job_id}").json()["progress"] or "").startswith("sorting"))
+
+        plane.kill(first.arn)  # SIGKILL to the container's processes: the OS, or a Spot reclaim
+
+        assert plane.wait_stopped(first.arn)["containers"][0]["exitCode"] == 137
+        assert "manifest.json" not in _s3_keys(aws, key)
+        assert client.get("/files/encode/ENCFFKILLED").json()["state"] != "ready"
+        # Run monitoring (every 60 s in deploy/dagster.yaml) sees the stopped task, the run fails as
+        # a lost worker and Dagster's run retry launches the next task.
+        body, seen = service.wait_job(job_id, timeout=JOB_TIMEOUT_S + 120)
+
+    assert body["status"] == "completed", (body, seen)
+    assert "failed" not in seen  # the job stayed in flight while its run was retried
+    tasks = [r for r in plane.tasks.values() if r.tags.get("cfdb/job_id") == job_id]
+    assert [t.exit_code for t in tasks] == [137, 0]
+    assert "manifest.json" in _s3_keys(aws, key)
+
+
+BACKFILL = """mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+ADD_PARTITION = """mutation($repo: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $repo, partitionsDefName: $name, partitionKey: $key) { __typename }
+}"""
+REPOSITORY = {"repositoryName": "__repository__", "repositoryLocationName": "cfdb_assets"}
+
+
+def test_a_backfill_of_three_partitions_from_the_ui_runs_three_sized_tasks(fargate):
+    service, plane, _, docs = fargate
+    ledger = Ledger(url=service.env["CFDB_LEDGER_URL"])
+    fills = [d for d in docs if d["local_id"].startswith("ENCFFFILL")]
+    keys = {}
+    with service.client() as client, httpx.Client(base_url=f"http://127.0.0.1:{service.dagster_port}",
+                                                  timeout=60) as ui:
+        _wait(lambda: _answers(ui, "/server_info"), timeout=120)  # run.sh waits for the API only
+        for doc in fills:  # registered, as the operators' registration job will: no request behind them
+            view = client.get(f"/files/encode/{doc['local_id']}").json()
+            keys[doc["local_id"]] = view["cache_key"]
+            ledger.register_source(SourceSpec(view["cache_key"], "encode", doc["local_id"], "BED", "intervals",
+                                              f"md5:{doc['md5']}", doc["size_in_bytes"]))
+            added = ui.post("/graphql", json={"query": ADD_PARTITION, "variables": {
+                "repo": REPOSITORY, "name": "encode_intervals", "key": view["cache_key"]}}).json()
+            assert added["data"]["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", added
+        before = set(plane.tasks)
+        launched = ui.post("/graphql", json={"query": BACKFILL, "variables": {"params": {
+            "selector": {"partitionSetName": "encode_intervals_partition_set", "repositorySelector": REPOSITORY},
+            "partitionNames": list(keys.values())}}}).json()
+        assert launched["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", launched
+
+        tasks = _wait(lambda: (len(set(plane.tasks) - before) >= 3 and
+                               [plane.tasks[a] for a in set(plane.tasks) - before]), timeout=JOB_TIMEOUT_S)
+        ready = _wait(lambda: all(client.get(f"/files/encode/{i}").json()["state"] == "ready" for i in keys),
+                      timeout=JOB_TIMEOUT_S)
+
+    assert ready
+    by_key = {t.tags["dagster/partition"]: t for t in tasks}
+    assert set(by_key) == set(keys.values())
+    for doc in fills:
+        task, sized = by_key[keys[doc["local_id"]]], size_run("intervals", doc["size_in_bytes"])
+        assert (task.cpu, task.memory, task.ephemeral_storage_gib, task.tags["cfdb/size_class"]) == (
+            str(sized.size_class.cpu), str(sized.size_class.memory_mib), sized.storage_gib, sized.size_class.name)
+        assert "cfdb/job_id" not in task.tags  # a backfill, no request behind it
+
+
+def _wait(probe, timeout: float = 120, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not true within {timeout} s: {probe}")
+
+
+def _answers(client: httpx.Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except httpx.TransportError:
+        return False
