@@ -8,6 +8,8 @@ sensors settle a run as soon as it ends; the on-demand sensor's tick settles the
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -15,10 +17,11 @@ from enum import StrEnum
 import dagster as dg
 
 from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, PERMANENT_KEY
+from cfdb_assets.sizing import SIZE_CLASS_TAG
 from cfdb_assets.tools import scrub
 from resources import Job, JobState, Ledger
 
-__all__ = ["Action", "RunOutcome", "decide", "outcome_of", "settle"]
+__all__ = ["Action", "RunOutcome", "decide", "outcome_of", "report_start", "settle", "worker_of"]
 
 IN_PROGRESS = {
     dg.DagsterRunStatus.NOT_STARTED,
@@ -54,6 +57,7 @@ class RunOutcome:
     error: str | None = None  # the sentence a user sees
     permanent: bool = False
     lost_worker: bool = False
+    worker: str | None = None  # the ECS task and its size, as JSON, once the launcher started one
 
 
 def decide(job: Job, outcome: RunOutcome, now: datetime, max_attempts: int, request_grace_s: float) -> Action:
@@ -119,7 +123,7 @@ def outcome_of(instance: dg.DagsterInstance, record: dg.RunRecord | None) -> Run
         return RunOutcome(None)
     run = record.dagster_run
     if run.status != dg.DagsterRunStatus.FAILURE:
-        return RunOutcome(run.status, run.run_id)
+        return RunOutcome(run.status, run.run_id, worker=worker_of(run.tags))
     error, permanent, step = _failure(instance, run.run_id)
     reason = run.tags.get(FAILURE_REASON_TAG)
     # No step failed (the worker died mid-step and was marked failed from outside), a step was
@@ -132,7 +136,50 @@ def outcome_of(instance: dg.DagsterInstance, record: dg.RunRecord | None) -> Run
         error=error,
         permanent=permanent and not lost,
         lost_worker=lost,
+        worker=worker_of(run.tags),
     )
+
+
+# The run tags that describe its worker: set by the EcsRunLauncher (task ARN) and by the partition's
+# sizing (cfdb_assets.sizing); none of them with the local launcher.
+WORKER_TAGS = {"ecs/task_arn": "task_arn", SIZE_CLASS_TAG: "size_class", "ecs/cpu": "cpu",
+               "ecs/memory": "memory_mib", "ecs/ephemeral_storage": "ephemeral_storage_gib"}
+
+
+def worker_of(tags: Mapping[str, str]) -> str | None:
+    """The worker a run got (its ECS task and size), as compact JSON; None before it has a task."""
+    if "ecs/task_arn" not in tags:
+        return None
+    return json.dumps({name: tags[tag] for tag, name in WORKER_TAGS.items() if tag in tags}, sort_keys=True)
+
+
+def report_start(ledger: Ledger, job: Job, outcome: RunOutcome) -> None:
+    """While a job's run waits for or starts its worker, say so in the job's progress (the build's
+    own steps report once it runs), and record the worker it got."""
+    if outcome.worker and outcome.worker != job.worker:
+        ledger.set_worker(job.job_id, job.attempt, outcome.worker)
+    if outcome.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
+        text = "waiting for a worker (the run is queued)"
+    elif outcome.status == dg.DagsterRunStatus.STARTING:
+        text = "starting a worker" + _worker_text(outcome.worker)
+    else:
+        return
+    if text != job.progress:
+        ledger.set_progress(job.job_id, job.attempt, text)
+
+
+def _worker_text(worker: str | None) -> str:
+    if not worker:
+        return ""
+    w = json.loads(worker)
+    size = ", ".join(part for part in (
+        w.get("size_class"),
+        f"{int(w['cpu']) / 1024:g} vCPU" if "cpu" in w else None,
+        f"{int(w['memory_mib']) / 1024:g} GiB" if "memory_mib" in w else None,
+        f"{w['ephemeral_storage_gib']} GiB disk" if "ephemeral_storage_gib" in w else None,
+    ) if part)
+    task = w["task_arn"].rsplit("/", 1)[-1]
+    return f": ECS task {task}" + (f" ({size})" if size else "")
 
 
 def _failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str, bool, str | None]:

@@ -11,7 +11,7 @@ import dagster as dg
 
 from cfdb_assets.assets import FamilyDefs
 from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, family_name, run_key
-from cfdb_assets.reconcile import Action, decide, outcome_of, runs_of, settle
+from cfdb_assets.reconcile import Action, decide, outcome_of, report_start, runs_of, settle
 from cfdb_assets.sizing import size_run
 from resources import Job, Ledger
 
@@ -117,6 +117,8 @@ def _settle_job(instance, ledger: Ledger, job: Job, record, now: datetime, polic
     action = decide(job, outcome, now, policy.max_attempts, policy.request_grace_s)
     if action != Action.WAIT:
         settle(ledger, job, outcome, action)
+    if action in (Action.WAIT, Action.RUNNING):
+        report_start(ledger, job, outcome)
     return action
 
 

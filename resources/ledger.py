@@ -100,6 +100,7 @@ class Job:
     requested_at: datetime | None = None
     progress: str | None = None
     superseded_by: str | None = None
+    worker: str | None = None  # JSON: the ECS task and size of the current attempt's run
     id: int = 0  # the ledger row (the reconciler's position)
 
     @property
@@ -304,7 +305,7 @@ class Ledger(dg.ConfigurableResource):
         reconcilers never skip one; the stages done are kept (the next run reuses the store)."""
         now = _now()
         values: dict[str, Any] = {
-            "state": QUEUED, "run_id": None, "requested_at": None, "progress": None, "updated_at": now}
+            "state": QUEUED, "run_id": None, "requested_at": None, "progress": None, "worker": None, "updated_at": now}
         if error is not None:
             values.update(attempt=attempt + 1, error=error[:ERROR_LIMIT])
         with self._begin() as conn:
@@ -321,6 +322,14 @@ class Ledger(dg.ConfigurableResource):
                 jobs.update()
                 .where(jobs.c.job_id == job_id, jobs.c.attempt == attempt, ACTIVE)
                 .values(progress=progress[:PROGRESS_LIMIT], updated_at=_now())
+            )
+        return result.rowcount == 1
+
+    def set_worker(self, job_id: str, attempt: int, worker: str) -> bool:
+        """Record the worker (ECS task and size, JSON) that attempt ``attempt`` of an active job got."""
+        with self._begin() as conn:
+            result = conn.execute(
+                jobs.update().where(jobs.c.job_id == job_id, jobs.c.attempt == attempt, ACTIVE).values(worker=worker)
             )
         return result.rowcount == 1
 

@@ -84,6 +84,7 @@ jobs = sa.Table(
     # failed one when the file was requested again (clients polling the old id follow it).
     sa.Column("progress", sa.String(256)),
     sa.Column("superseded_by", sa.String(36)),
+    sa.Column("worker", sa.String(512)),  # the run's worker: its ECS task and size, as JSON
 )
 ACTIVE = jobs.c.state.in_(ACTIVE_STATES)
 # v2: the predicate gained `requested`. The first release's index (no suffix) is dropped by _migrate.
@@ -131,6 +132,8 @@ def _migrate(engine: sa.Engine) -> None:
             conn.execute(sa.text(f"ALTER TABLE {jobs.name} ADD COLUMN progress VARCHAR(256)"))
         if "superseded_by" not in columns:
             conn.execute(sa.text(f"ALTER TABLE {jobs.name} ADD COLUMN superseded_by VARCHAR(36)"))
+        if "worker" not in columns:
+            conn.execute(sa.text(f"ALTER TABLE {jobs.name} ADD COLUMN worker VARCHAR(512)"))
         if ONE_ACTIVE_PER_KEY.name not in indexes:
             ONE_ACTIVE_PER_KEY.create(conn)
         if "cfdb_jobs_one_active_per_key" in indexes:

@@ -317,6 +317,7 @@ class Files:
             "progress": job.progress if job.active else None,
             "error": job.error,
             "superseded_by": job.superseded_by,
+            "worker": json.loads(job.worker) if job.worker else None,
             "cache_key": job.cache_key,
             "dcc": source.dcc if source else None,
             "local_id": source.local_id if source else None,

@@ -10,11 +10,13 @@ moto stands in for ECS because no ECS can run here; its gaps, filled here and on
   writes the real exit code into moto's task;
 - a Fargate task reads its own identity from the ECS metadata endpoint (``use_current_ecs_task_config``
   of deploy/dagster.yaml): ``metadata_env()`` serves one for the daemon's task;
-- moto gives a task an ENI only in a VPC with DNS host names on (else RunTask raises).
+- moto gives a task an ENI only in a VPC with DNS host names on (else RunTask raises);
+- moto never runs out of capacity: ``without_capacity()`` makes RunTask answer as ECS does then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +25,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +33,7 @@ from pathlib import Path
 import boto3
 
 ACCOUNT, REGION = "123456789012", "us-east-1"  # moto's default account
+CAPACITY_UNAVAILABLE = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
 
 
 @dataclass
@@ -107,6 +111,28 @@ class EcsPlane:
     def kill(self, arn: str, sig: int = signal.SIGKILL) -> None:
         """The container dies (out of memory, a Spot interruption, an operator)."""
         os.killpg(self.tasks[arn].process.pid, sig)
+
+    @contextlib.contextmanager
+    def without_capacity(self, reason: str = CAPACITY_UNAVAILABLE) -> Iterator[list[str]]:
+        """While inside, every RunTask on this cluster answers as ECS does when Fargate has no
+        capacity: no task, one failure. Yields the refused calls' task definitions."""
+        from moto.ecs.responses import EC2ContainerServiceResponse
+
+        refused: list[str] = []
+        original = EC2ContainerServiceResponse.run_task
+        cluster = self.cluster
+
+        def run_task(response):
+            if response._get_param("cluster") not in (cluster, f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}"):
+                return original(response)
+            refused.append(response._get_param("taskDefinition"))
+            return json.dumps({"tasks": [], "failures": [{"reason": reason}]})
+
+        EC2ContainerServiceResponse.run_task = run_task
+        try:
+            yield refused
+        finally:
+            EC2ContainerServiceResponse.run_task = original
 
     def wait_for_tasks(self, count: int, timeout: float = 60) -> list[TaskRecord]:
         deadline = time.monotonic() + timeout

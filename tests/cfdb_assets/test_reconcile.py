@@ -159,3 +159,24 @@ def test_a_tick_past_its_time_budget_still_requests_one_run(settings, monkeypatc
 
     assert [r.run_key for r in result.run_requests] == [f"{jobs[0].job_id}:1"]
     assert [files.ledger.job(j.job_id).state for j in jobs] == ["requested", "queued"]
+
+
+def test_a_run_waiting_for_its_worker_says_so_and_names_the_task_it_got(settings):
+    with dg.instance_for_test() as instance:
+        ledger, requested, run = _requested_job(settings, instance)
+        _tick(settings, instance, ledger)  # the run exists, not started: in the coordinator's queue
+        assert ledger.job(requested.job_id).progress == "waiting for a worker (the run is queued)"
+
+        # The EcsRunLauncher started a task: the run is STARTING, with its task and size in its tags.
+        instance.add_run_tags(run.run_id, {
+            "ecs/task_arn": "arn:aws:ecs:us-east-1:123456789012:task/cfdb/0a1b2c3d", "ecs/cpu": "1024",
+            "ecs/memory": "4096", "ecs/ephemeral_storage": "21", "cfdb/size_class": "small"})
+        instance.handle_run_event(run.run_id, dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.RUN_STARTING.value, job_name=run.job_name))
+        _tick(settings, instance, ledger)
+
+        job = ledger.job(requested.job_id)
+        assert job.progress == "starting a worker: ECS task 0a1b2c3d (small, 1 vCPU, 4 GiB, 21 GiB disk)"
+        assert files_for(settings).job_view(job)["worker"] == {
+            "task_arn": "arn:aws:ecs:us-east-1:123456789012:task/cfdb/0a1b2c3d", "cpu": "1024",
+            "memory_mib": "4096", "ephemeral_storage_gib": "21", "size_class": "small"}

@@ -81,3 +81,14 @@ def test_stop_task_stops_the_process_as_ecs_does(plane):
     task = plane.wait_stopped(arn)
     assert (task["containers"][0]["exitCode"], task["stoppedReason"]) == (143, "Run terminated by Dagster")
     assert plane.tasks[arn].process.poll() is not None
+
+
+def test_without_capacity_run_task_answers_as_ecs_does(plane):
+    with plane.without_capacity() as refused:
+        plane.register("worker", "run", environment={})
+        answer = boto3.client("ecs").run_task(
+            cluster=plane.cluster, taskDefinition="worker", launchType="FARGATE",
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [plane.subnet]}})
+    assert answer["tasks"] == [] and answer["failures"][0]["reason"].startswith("Capacity is unavailable")
+    assert refused == ["worker"]
+    assert _run_task(plane, ["true"])  # capacity is back
