@@ -98,8 +98,10 @@ def _final_error(job: Job, outcome: RunOutcome) -> str:
         return "The run was canceled."
     if outcome.lost_worker:
         return f"{LOST_WORKER}, {job.attempt} times; request the file again later."
-    tries = f" (after {job.attempt} attempts)" if job.attempt > 1 else ""
-    return f"{outcome.error or 'The run failed.'}{tries}"
+    error = outcome.error or "The run failed."
+    if job.attempt > 1:  # inside the sentence: "… failed (after 3 attempts)."
+        error = f"{error.removesuffix('.')} (after {job.attempt} attempts)."
+    return error
 
 
 def runs_of(instance: dg.DagsterInstance, jobs: list[Job]) -> dict[str, dg.RunRecord]:
@@ -124,6 +126,9 @@ def outcome_of(instance: dg.DagsterInstance, record: dg.RunRecord | None) -> Run
     run = record.dagster_run
     if run.status != dg.DagsterRunStatus.FAILURE:
         return RunOutcome(run.status, run.run_id, worker=worker_of(run.tags))
+    if record.start_time is None:  # never started: the launch failed (RunTask refused, no capacity)
+        return RunOutcome(run.status, run.run_id, will_retry=run.tags.get(WILL_RETRY_TAG) == "true",
+                          error=_launch_failure(instance, run.run_id))
     error, permanent, step = _failure(instance, run.run_id)
     reason = run.tags.get(FAILURE_REASON_TAG)
     # No step failed (the worker died mid-step and was marked failed from outside), a step was
@@ -180,6 +185,25 @@ def _worker_text(worker: str | None) -> str:
     ) if part)
     task = w["task_arn"].rsplit("/", 1)[-1]
     return f": ECS task {task}" + (f" ({size})" if size else "")
+
+
+def _launch_failure(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The sentence for a run whose worker never started, from the launcher's error (the engine
+    event the run queue records when a launch raises: e.g. ECS's "Capacity is unavailable"), else
+    from the run's failure (run monitoring's start timeout)."""
+    cause = None
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        error = entry.dagster_event.engine_event_data.error if entry.dagster_event else None
+        if error is not None:
+            while error.cause is not None:
+                error = error.cause
+            head, sep, rest = error.message.strip().partition(": ")
+            cause = rest if sep and head.endswith(error.cls_name) else error.message.strip()
+    if cause is None:  # run monitoring gave up on a start (START_TIMEOUT): its message says so
+        failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        cause = failures[-1].message if failures and failures[-1].message else None
+    detail = f": {scrub(' '.join(cause.split()))[:300]}" if cause else ""
+    return f"No worker could be started{detail.rstrip('.')}."
 
 
 def _failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str, bool, str | None]:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import sys
+
 import dagster as dg
+from dagster._core.events import EngineEventData  # what the run queue records (no public name)
+from dagster._utils.error import serializable_error_info_from_exc_info
 import pytest
 
 from cfdb_assets.definitions import build_definitions
@@ -60,6 +64,13 @@ def _requested_job(settings, instance) -> tuple[Ledger, Job, dg.DagsterRun]:
     return files.ledger, files.ledger.job(ledger_job.job_id), run
 
 
+def _worker_lost(instance, run) -> None:
+    """What run monitoring writes for a worker that started and died: no step failed."""
+    instance.handle_run_event(run.run_id, dg.DagsterEvent(
+        event_type_value=dg.DagsterEventType.RUN_START.value, job_name=run.job_name))
+    instance.report_run_failed(run)
+
+
 def _tick(settings, instance, ledger):
     sensor = build_definitions(settings).get_sensor_def("on_demand")
     return sensor(dg.build_sensor_context(instance=instance, resources={"ledger": ledger}))
@@ -68,7 +79,7 @@ def _tick(settings, instance, ledger):
 def test_a_lost_worker_is_retried_as_the_next_attempt_of_the_same_job(settings):
     with dg.instance_for_test() as instance:
         ledger, requested, run = _requested_job(settings, instance)
-        instance.report_run_failed(run)  # what run monitoring writes for a dead worker: no step failed
+        _worker_lost(instance, run)
 
         result = _tick(settings, instance, ledger)
 
@@ -82,7 +93,7 @@ def test_a_lost_worker_is_retried_as_the_next_attempt_of_the_same_job(settings):
 def test_a_run_dagster_will_retry_is_waited_for(settings):
     with dg.instance_for_test() as instance:
         ledger, requested, run = _requested_job(settings, instance)
-        instance.report_run_failed(run)
+        _worker_lost(instance, run)
         instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
 
         _tick(settings, instance, ledger)
@@ -100,7 +111,7 @@ def test_the_last_attempt_fails_the_job_with_the_lost_worker_sentence(settings):
             build_definitions(settings).resolve_job_def("encode_intervals"),
             tags={JOB_ID_TAG: requested.job_id, ATTEMPT_TAG: "3", "dagster/partition": run.tags["dagster/partition"]},
         )
-        instance.report_run_failed(third)  # ... and the third
+        _worker_lost(instance, third)  # ... and the third
 
         _tick(settings, instance, ledger)
 
@@ -180,3 +191,23 @@ def test_a_run_waiting_for_its_worker_says_so_and_names_the_task_it_got(settings
         assert files_for(settings).job_view(job)["worker"] == {
             "task_arn": "arn:aws:ecs:us-east-1:123456789012:task/cfdb/0a1b2c3d", "cpu": "1024",
             "memory_mib": "4096", "ephemeral_storage_gib": "21", "size_class": "small"}
+
+
+def test_a_run_whose_worker_never_started_says_why_and_is_retried(settings):
+    with dg.instance_for_test() as instance:
+        ledger, requested, run = _requested_job(settings, instance)
+        # What the run queue records when the launcher raises (here: ECS had no Fargate capacity).
+        try:
+            raise RuntimeError("Task failed. Failure reason: Capacity is unavailable at this time.")
+        except RuntimeError:
+            error = serializable_error_info_from_exc_info(sys.exc_info())
+        instance.report_engine_event("Caught an unrecoverable error while dequeuing the run.", run,
+                                     EngineEventData.engine_error(error))
+        instance.report_run_failed(run)
+
+        _tick(settings, instance, ledger)
+
+        retried = ledger.job(requested.job_id)
+        assert (retried.state, retried.attempt) == ("requested", 2)
+        assert retried.error == ("No worker could be started: Task failed. Failure reason: Capacity is "
+                                 "unavailable at this time. The build will be retried.")

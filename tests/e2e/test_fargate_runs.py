@@ -64,7 +64,7 @@ def fargate(tmp_path_factory, moto_server):
     reads = int(BAM_MB * 1e6 / bam_bytes_per_read(7, root))
     write_bam(sources_dir / "big.bam", rng, reads)  # coordinate-unsorted: the worker sorts it
     write_bam(sources_dir / "killed.bam", rng, reads)  # another one, for the worker that dies
-    beds = {"ENCFFPEAKS": 11, "ENCFFHERD": 12, "ENCFFFILL1": 13, "ENCFFFILL2": 14, "ENCFFFILL3": 15}
+    beds = {"ENCFFPEAKS": 11, "ENCFFHERD": 12, "ENCFFFILL1": 13, "ENCFFFILL2": 14, "ENCFFFILL3": 15, "ENCFFCAP": 16}
     for local_id, seed in beds.items():
         (sources_dir / f"{local_id}.bed").write_text(bed_text(seed, 5000))
     sources = Sources(sources_dir)
@@ -130,6 +130,9 @@ def test_cold_files_are_built_on_tasks_sized_for_them_and_read_by_gosling(fargat
         key = files[local_id]["cache_key"]
         assert {"manifest.json"} <= _s3_keys(aws, key)
 
+    bam_task = tasks[jobs["ENCFFBIGBAM"]]
+    worker = ended["ENCFFBIGBAM"][0]["worker"]  # /jobs names the task the build ran on
+    assert (worker["task_arn"], worker["size_class"], worker["cpu"]) == (bam_task.arn, "small", "1024")
     bam, bed = files["ENCFFBIGBAM"], files["ENCFFPEAKS"]
     records = gosling_read("bam", f"{service.url}{bam['data_url']}", f"{service.url}{bam['index_url']}",
                            [["chr1", 0, 2_000_000]])
@@ -182,6 +185,23 @@ def test_a_worker_killed_mid_sort_is_retried_on_a_new_task_and_nothing_partial_i
     tasks = [r for r in plane.tasks.values() if r.tags.get("cfdb/job_id") == job_id]
     assert [t.exit_code for t in tasks] == [137, 0]
     assert "manifest.json" in _s3_keys(aws, key)
+
+
+def test_no_fargate_capacity_fails_the_job_with_a_retryable_sentence_and_a_later_get_builds(fargate):
+    service, plane, _, _ = fargate
+    with plane.without_capacity() as refused, service.client() as client:
+        job_id = client.get("/data/encode/ENCFFCAP").json()["job_id"]
+        body, seen = service.wait_job(job_id, timeout=JOB_TIMEOUT_S)
+
+    assert body["status"] == "failed", (body, seen)
+    assert refused  # the launcher asked ECS for a task, and was refused each time
+    assert "capacity" in body["error"].lower(), body["error"]
+    assert "Traceback" not in body["error"] and "dagster." not in body["error"]
+    with service.client() as client:
+        again = client.get("/data/encode/ENCFFCAP")  # not remembered: a retryable failure
+        assert again.status_code == 202 and again.json()["job_id"] != job_id
+        body, _ = service.wait_job(again.json()["job_id"], timeout=JOB_TIMEOUT_S)
+    assert body["status"] == "completed"
 
 
 BACKFILL = """mutation($params: LaunchBackfillParams!) {
