@@ -1,9 +1,10 @@
 """A local ECS plane for tests: moto's ECS (in this process, the ``moto_server`` fixture) receives
 the real EcsRunLauncher's RegisterTaskDefinition / RunTask / DescribeTasks / StopTask, and a task
 runner here runs each task as Fargate would: the container's command and environment from the task
-definition plus the RunTask overrides, as a local process (``podman`` mode: a container from the
-image; see ``run_as``). When the process exits the task is STOPPED with its exit code, as ECS reports
-it, so the launcher's run-worker health check sees a killed worker as failed.
+definition plus the RunTask overrides, as a container of the image (``image``: podman, host
+network, the task's environment only) or, for the fast tests, as a local process. When it exits the
+task is STOPPED with its exit code, as ECS reports it, so the launcher's run-worker health check sees
+a killed worker as failed.
 
 moto stands in for ECS because no ECS can run here; its gaps, filled here and only here:
 - moto never runs a task, and reports exit code 0 for every container: the runner runs them and
@@ -51,6 +52,8 @@ class TaskRecord:
     process: subprocess.Popen | None = None
     exit_code: int | None = None
     log: Path | None = None
+    container: str | None = None  # the podman container's name (podman mode)
+    stopping: bool = False
 
 
 @dataclass
@@ -61,6 +64,9 @@ class EcsPlane:
     workdir: Path
     base_env: dict[str, str] = field(default_factory=dict)  # under every task's own environment
     cwd: Path | None = None  # where task processes start (the image's WORKDIR); default workdir
+    # Run each task as a container of this image (podman, host network, the task's environment
+    # only, as Fargate runs it); None: as a local process under base_env.
+    image: str | None = None
     cluster: str = field(default_factory=lambda: f"cfdb-{uuid.uuid4().hex[:8]}")  # one per plane: moto is shared
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
 
@@ -110,7 +116,11 @@ class EcsPlane:
 
     def kill(self, arn: str, sig: int = signal.SIGKILL) -> None:
         """The container dies (out of memory, a Spot interruption, an operator)."""
-        os.killpg(self.tasks[arn].process.pid, sig)
+        record = self.tasks[arn]
+        if record.container:
+            _podman("kill", "--signal", signal.Signals(sig).name, record.container)
+        else:
+            os.killpg(record.process.pid, sig)
 
     @contextlib.contextmanager
     def without_capacity(self, reason: str = CAPACITY_UNAVAILABLE) -> Iterator[list[str]]:
@@ -178,8 +188,13 @@ class EcsPlane:
                 self.tasks[arn] = record = self._launch(arn, task)
             if record is None or record.exit_code is not None:
                 continue
-            if task.desired_status == "STOPPED" and record.process.poll() is None:
-                os.killpg(record.process.pid, signal.SIGTERM)  # StopTask: ECS sends SIGTERM
+            if task.desired_status == "STOPPED" and not record.stopping and record.process.poll() is None:
+                record.stopping = True  # StopTask: ECS sends SIGTERM, then SIGKILL after a grace
+                if record.container:
+                    subprocess.Popen([*_PODMAN, "stop", "--time", "30", record.container], env=_podman_env(),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                else:
+                    os.killpg(record.process.pid, signal.SIGTERM)
             code = record.process.poll()
             if code is not None:
                 record.exit_code = 128 - code if code < 0 else code  # as a container reports a signal
@@ -209,10 +224,16 @@ class EcsPlane:
             log=self.workdir / f"task-{arn.rsplit('/', 1)[-1]}.log",
         )
         task.last_status = "RUNNING"
+        if self.image:
+            record.container = f"cfdb-task-{arn.rsplit('/', 1)[-1]}"
+            argv = [*_PODMAN, "run", "--rm", "--name", record.container, "--network", "host",
+                    *(f"--env={k}={v}" for k, v in env.items()), self.image, *command]
+            run_env, cwd = _podman_env(), self.workdir
+        else:
+            argv, run_env, cwd = command, {**self.base_env, **env}, self.cwd or self.workdir
         with open(record.log, "wb") as log:
-            record.process = subprocess.Popen(
-                command, env={**self.base_env, **env}, cwd=self.cwd or self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+            record.process = subprocess.Popen(argv, env=run_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True)
         return record
 
     # --- the metadata endpoint -----------------------------------------------------------------
@@ -237,3 +258,16 @@ class EcsPlane:
     def _client(self, service: str):
         return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+_PODMAN = ["podman"]
+
+
+def _podman_env() -> dict[str, str]:
+    from tests.deploy.image import CONTAINERS_CONF  # runc and the rlimits this host allows
+
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def _podman(*args: str) -> None:
+    subprocess.run([*_PODMAN, *args], env=_podman_env(), capture_output=True, timeout=60, check=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthetic.demo import write_demo
+from tests.deploy.conftest import image  # noqa: F401 - the production image, built once per session
 from tests.e2e.production import aws_resources, fresh_database
 from tests.e2e.service import Service
 

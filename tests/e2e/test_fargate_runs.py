@@ -3,8 +3,9 @@ deploy/dagster.yaml as the instance (Postgres storage in a throwaway database, t
 run monitoring and retries, S3 compute logs), the ledger in the same Postgres, the store and the
 catalog snapshot on moto's S3, sources over HTTP from loopback (the one test allowance: a closed rig,
 CFDB_UPSTREAM_HOSTS=localhost). The launcher's RunTask calls reach moto's ECS, and the local ECS plane
-(tests/ecs_plane.py) runs each task's `dagster api execute_run` as a local process, as Fargate would run
-the image's container. The production guard stays on."""
+(tests/ecs_plane.py) runs each task as Fargate would: a container of the production image (podman,
+built once per test session by tests/deploy) running the task's `dagster api execute_run`. The
+production guard stays on."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from synthetic.small import bed_text
 from tests.ecs_plane import EcsPlane
 from tests.e2e.production import (
     aws_client, aws_resources, catalog_snapshot, fresh_database, instance_env, production_home)
-from tests.e2e.service import ROOT, Service
+from tests.e2e.service import Service
 from tests.helpers import gosling_read
 
 BAM_MB = 200  # the issue's "cold 200 MB BAM": a small-class worker, a real sort
@@ -56,7 +57,7 @@ def _doc(local_id: str, path: Path, url: str, fmt: tuple[str, str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def fargate(tmp_path_factory, moto_server):
+def fargate(tmp_path_factory, moto_server, image):
     root = tmp_path_factory.mktemp("fargate")
     sources_dir = root / "sources"
     sources_dir.mkdir()
@@ -83,10 +84,11 @@ def fargate(tmp_path_factory, moto_server):
             "CFDB_UPSTREAM_HOSTS": "localhost",
             "CFDB_ALLOW_HTTP_LOOPBACK": "true",
         }
-        worker_env = {**instance_env(database, aws, home, max_concurrent_runs=4), **project,
-                      "CFDB_DATA_DIR": str(root / "worker")}
-        plane = EcsPlane(moto_server, root, base_env={
-            "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8"}, cwd=ROOT)
+        # The run task definition's environment, as the stack sets it: the image brings DAGSTER_HOME
+        # (deploy/dagster.yaml baked in), the data directory and the code.
+        worker_env = {k: v for k, v in instance_env(database, aws, home, max_concurrent_runs=4).items()
+                      if k != "DAGSTER_HOME"} | project
+        plane = EcsPlane(moto_server, root, image=image)
         plane.start()
         plane.register(aws["CFDB_RUN_TASK_DEFINITION"], aws["CFDB_RUN_CONTAINER"], worker_env)
         service = Service(root, {**instance_env(database, aws, home, max_concurrent_runs=4), **project,
@@ -195,7 +197,9 @@ def test_no_fargate_capacity_fails_the_job_with_a_retryable_sentence_and_a_later
 
     assert body["status"] == "failed", (body, seen)
     assert refused  # the launcher asked ECS for a task, and was refused each time
-    assert "capacity" in body["error"].lower(), body["error"]
+    assert body["error"].startswith("No worker could be started: "), body["error"]
+    assert "Capacity is unavailable at this time" in body["error"], body["error"]
+    print(f"capacity: {body['error']!r}, statuses {seen}")
     assert "Traceback" not in body["error"] and "dagster." not in body["error"]
     with service.client() as client:
         again = client.get("/data/encode/ENCFFCAP")  # not remembered: a retryable failure
