@@ -9,6 +9,7 @@ sensors settle a run as soon as it ends; the on-demand sensor's tick settles the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,6 +130,10 @@ def outcome_of(instance: dg.DagsterInstance, record: dg.RunRecord | None) -> Run
     if record.start_time is None:  # never started: the launch failed (RunTask refused, no capacity)
         return RunOutcome(run.status, run.run_id, will_retry=run.tags.get(WILL_RETRY_TAG) == "true",
                           error=_launch_failure(instance, run.run_id))
+    overran = _max_runtime(instance, run.run_id)
+    if overran:  # stopped by run monitoring: the same bytes on the same worker would overrun again
+        return RunOutcome(run.status, run.run_id, will_retry=run.tags.get(WILL_RETRY_TAG) == "true",
+                          error=overran, permanent=True, worker=worker_of(run.tags))
     error, permanent, step = _failure(instance, run.run_id)
     reason = run.tags.get(FAILURE_REASON_TAG)
     # No step failed (the worker died mid-step and was marked failed from outside), a step was
@@ -185,6 +190,19 @@ def _worker_text(worker: str | None) -> str:
     ) if part)
     task = w["task_arn"].rsplit("/", 1)[-1]
     return f": ECS task {task}" + (f" ({size})" if size else "")
+
+
+MAX_RUNTIME = re.compile(r"Exceeded maximum runtime of (\d+) seconds")
+
+
+def _max_runtime(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The sentence for a run that run monitoring stopped at its dagster/max_runtime, else None."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
+        found = MAX_RUNTIME.search(entry.message or "")
+        if found:
+            return (f"The build ran longer than its limit of {found[1]} s (set from the file's size) and "
+                    "was stopped; an operator can rebuild it with a larger dagster/max_runtime.")
+    return None
 
 
 def _launch_failure(instance: dg.DagsterInstance, run_id: str) -> str:

@@ -211,3 +211,18 @@ def test_a_run_whose_worker_never_started_says_why_and_is_retried(settings):
         assert (retried.state, retried.attempt) == ("requested", 2)
         assert retried.error == ("No worker could be started: Task failed. Failure reason: Capacity is "
                                  "unavailable at this time. The build will be retried.")
+
+
+def test_a_run_stopped_at_its_max_runtime_fails_its_job_with_that_sentence_and_is_remembered(settings):
+    with dg.instance_for_test() as instance:
+        ledger, requested, run = _requested_job(settings, instance)
+        instance.handle_run_event(run.run_id, dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.RUN_START.value, job_name=run.job_name))
+        instance.report_run_failed(run, "Exceeded maximum runtime of 1800 seconds.")  # run monitoring
+
+        result = _tick(settings, instance, ledger)
+
+        failed = ledger.job(requested.job_id)
+        assert (failed.state, failed.error_kind, failed.attempt) == ("failed", "permanent", 1)
+        assert failed.error.startswith("The build ran longer than its limit of 1800 s")
+        assert not result.run_requests  # not retried as a new attempt

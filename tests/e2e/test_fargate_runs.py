@@ -199,7 +199,6 @@ def test_no_fargate_capacity_fails_the_job_with_a_retryable_sentence_and_a_later
     assert refused  # the launcher asked ECS for a task, and was refused each time
     assert body["error"].startswith("No worker could be started: "), body["error"]
     assert "Capacity is unavailable at this time" in body["error"], body["error"]
-    print(f"capacity: {body['error']!r}, statuses {seen}")
     assert "Traceback" not in body["error"] and "dagster." not in body["error"]
     with service.client() as client:
         again = client.get("/data/encode/ENCFFCAP")  # not remembered: a retryable failure
