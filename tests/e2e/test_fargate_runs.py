@@ -128,6 +128,7 @@ def test_cold_files_are_built_on_tasks_sized_for_them_and_read_by_gosling(fargat
         assert (task.cpu, task.memory, task.ephemeral_storage_gib) == ("1024", "4096", 21), task
         assert task.tags["cfdb/size_class"] == "small"
         assert task.command[:3] == ["dagster", "api", "execute_run"]
+        assert task.container  # it ran as a container of the production image
         assert task.exit_code == 0
         key = files[local_id]["cache_key"]
         assert {"manifest.json"} <= _s3_keys(aws, key)
