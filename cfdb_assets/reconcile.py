@@ -163,25 +163,27 @@ def worker_of(tags: Mapping[str, str]) -> str | None:
     return json.dumps({name: tags[tag] for tag, name in WORKER_TAGS.items() if tag in tags}, sort_keys=True)
 
 
-def report_start(ledger: Ledger, job: Job, outcome: RunOutcome) -> None:
+def report_start(ledger: Ledger, job: Job, outcome: RunOutcome, task_states: Mapping[str, str] | None = None) -> None:
     """While a job's run waits for or starts its worker, say so in the job's progress (the build's
-    own steps report once it runs), and record the worker it got."""
+    own steps report once it runs), with ECS's state of its task (``task_states``: task ARN →
+    lastStatus); and record the worker it got."""
     if outcome.worker and outcome.worker != job.worker:
         ledger.set_worker(job.job_id, job.attempt, outcome.worker)
     if outcome.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
         text = "waiting for a worker (the run is queued)"
     elif outcome.status == dg.DagsterRunStatus.STARTING:
-        text = "starting a worker" + _worker_text(outcome.worker)
+        text = "starting a worker" + _worker_text(outcome.worker, task_states or {})
     else:
         return
     if text != job.progress:
         ledger.set_progress(job.job_id, job.attempt, text)
 
 
-def _worker_text(worker: str | None) -> str:
+def _worker_text(worker: str | None, task_states: Mapping[str, str]) -> str:
     if not worker:
         return ""
     w = json.loads(worker)
+    state = task_states.get(w["task_arn"])
     size = ", ".join(part for part in (
         w.get("size_class"),
         f"{int(w['cpu']) / 1024:g} vCPU" if "cpu" in w else None,
@@ -189,7 +191,7 @@ def _worker_text(worker: str | None) -> str:
         f"{w['ephemeral_storage_gib']} GiB disk" if "ephemeral_storage_gib" in w else None,
     ) if part)
     task = w["task_arn"].rsplit("/", 1)[-1]
-    return f": ECS task {task}" + (f" ({size})" if size else "")
+    return f": ECS task {task}" + (f" is {state}" if state else "") + (f" ({size})" if size else "")
 
 
 MAX_RUNTIME = re.compile(r"Exceeded maximum runtime of (\d+) seconds")

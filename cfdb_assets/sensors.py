@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from cfdb_assets.assets import FamilyDefs
+from cfdb_assets.ecs_status import task_states
 from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, family_name, run_key
 from cfdb_assets.reconcile import Action, decide, outcome_of, report_start, runs_of, settle
 from cfdb_assets.sizing import size_run
@@ -106,19 +107,21 @@ def _reconcile(instance: dg.DagsterInstance, ledger: Ledger, after_id: int, poli
     the walk reached the end, so the next tick starts over)."""
     batch = ledger.in_flight(after_id, limit=RECONCILE_BATCH)
     runs = runs_of(instance, batch)
+    states = task_states(runs.values())
     now = datetime.now(UTC)
     for job in batch:
-        _settle_job(instance, ledger, job, runs.get(job.job_id), now, policy)
+        _settle_job(instance, ledger, job, runs.get(job.job_id), now, policy, states)
     return batch[-1].id if len(batch) == RECONCILE_BATCH else 0
 
 
-def _settle_job(instance, ledger: Ledger, job: Job, record, now: datetime, policy: Policy) -> Action:
+def _settle_job(instance, ledger: Ledger, job: Job, record, now: datetime, policy: Policy,
+                states: dict[str, str] | None = None) -> Action:
     outcome = outcome_of(instance, record)
     action = decide(job, outcome, now, policy.max_attempts, policy.request_grace_s)
     if action != Action.WAIT:
         settle(ledger, job, outcome, action)
     if action in (Action.WAIT, Action.RUNNING):
-        report_start(ledger, job, outcome)
+        report_start(ledger, job, outcome, states)
     return action
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import re
 import sys
+
+import boto3
 
 import dagster as dg
 from dagster._core.events import EngineEventData  # what the run queue records (no public name)
@@ -226,3 +229,35 @@ def test_a_run_stopped_at_its_max_runtime_fails_its_job_with_that_sentence_and_i
         assert (failed.state, failed.error_kind, failed.attempt) == ("failed", "permanent", 1)
         assert failed.error.startswith("The build ran longer than its limit of 1800 s")
         assert not result.run_requests  # not retried as a new attempt
+
+
+def test_a_starting_run_reports_what_ecs_says_of_its_task(settings, moto_server, monkeypatch):
+    # moto's ECS, over HTTP: the task exists and ECS reports its lastStatus (moto: no Fargate here).
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_server}.items():
+        monkeypatch.setenv(name, value)
+    ec2, ecs = boto3.client("ec2"), boto3.client("ecs")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # moto needs it for an ENI
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")["Subnet"]["SubnetId"]
+    ecs.create_cluster(clusterName="starting")
+    ecs.register_task_definition(family="starting-run", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+                                 cpu="1024", memory="4096",
+                                 containerDefinitions=[{"name": "run", "image": "cfdb-assets", "memory": 4096}])
+    task = ecs.run_task(cluster="starting", taskDefinition="starting-run", launchType="FARGATE",
+                        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}},
+                        )["tasks"][0]
+
+    with dg.instance_for_test() as instance:
+        ledger, requested, run = _requested_job(settings, instance)
+        instance.add_run_tags(run.run_id, {"ecs/task_arn": task["taskArn"], "ecs/cluster": task["clusterArn"],
+                                           "cfdb/size_class": "small"})
+        instance.handle_run_event(run.run_id, dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.RUN_STARTING.value, job_name=run.job_name))
+        _tick(settings, instance, ledger)
+
+    # moto moves a task through ECS's lifecycle as it is described, so any of its states may come back.
+    task_id = task["taskArn"].rsplit("/", 1)[-1]
+    states = "PROVISIONING|PENDING|ACTIVATING|RUNNING|DEACTIVATING|STOPPING|DEPROVISIONING|STOPPED"
+    assert re.fullmatch(rf"starting a worker: ECS task {task_id} is ({states}) \(small\)",
+                        ledger.job(requested.job_id).progress), ledger.job(requested.job_id).progress
