@@ -123,7 +123,12 @@ def build_family(spec: FamilySpec, run_tags: Callable[[str], Mapping[str, str]] 
             ledger.mark_running(job_id, context.run_id)
         source = ledger.source(key)
         if source is None:
-            raise dg.Failure(f"Partition {key} has no source in the ledger; request the file first.")
+            raise dg.Failure(
+                description=f"Partition {key} has no source in the ledger, so its file is unknown; register it "
+                "with the register_catalog job (Jobs → register_catalog → Launchpad) or request the file "
+                "over HTTP, then launch again.",
+                metadata={PERMANENT_KEY: True},
+            )
         refusal = size_run(source.family, source.size).refusal if tools.sized_runs else None
         if refusal:
             raise dg.Failure(description=refusal, metadata={PERMANENT_KEY: True})

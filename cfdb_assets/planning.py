@@ -12,7 +12,7 @@ from typing import Protocol
 from cfdb_assets.formats import Route, route_for
 from cfdb_assets.keys import NotAddressable, cache_key, source_checksum
 
-__all__ = ["OutputOptions", "Plan", "plan_for"]
+__all__ = ["OutputOptions", "Plan", "access_refusal", "plan_for", "source_fields"]
 
 
 class _Record(Protocol):
@@ -20,6 +20,10 @@ class _Record(Protocol):
     format_name: str | None
     md5: str | None
     sha256: str | None
+    dcc: str
+    local_id: str
+    size: int | None
+    data_access_level: str | None
 
 
 class _Settings(Protocol):
@@ -63,3 +67,20 @@ def plan_for(record: _Record, options: OutputOptions) -> Plan:
         return Plan(route, refusal=f"Cannot preprocess this file: {exc}.")
     key = cache_key(checksum, route.format, route.family, options.as_key_options())
     return Plan(route, checksum, key)
+
+
+def source_fields(record: _Record, plan: Plan) -> dict[str, object]:
+    """The ledger's source row for a processed file (``resources.SourceSpec(**...)``): what a
+    request and a registration record, so a run can find its file with no request behind it."""
+    assert plan.cache_key and plan.checksum, "only a processed, addressable file has a source"
+    return {"cache_key": plan.cache_key, "dcc": record.dcc, "local_id": record.local_id,
+            "format": plan.route.format, "family": plan.route.family, "checksum": plan.checksum,
+            "size": record.size}
+
+
+def access_refusal(record: _Record) -> str | None:
+    """Why this API may not serve the file at all (the original's HuBMAP guard), or None."""
+    if record.dcc == "hubmap" and record.data_access_level != "public":
+        level = record.data_access_level or "unspecified"
+        return f"This file requires {level} access and is not available through this API; use the HuBMAP portal."
+    return None

@@ -222,8 +222,32 @@ class Ledger(dg.ConfigurableResource):
 
     def register_source(self, spec: SourceSpec) -> None:
         """Record a source without requesting work (e.g. before an operator backfill)."""
+        self.register_sources([spec])
+
+    def register_sources(self, specs: list[SourceSpec]) -> int:
+        """Record sources without requesting work, in one transaction; how many were new. A known
+        key keeps its first and last request times, and takes the latest record's dcc, local_id
+        and size (the same bytes may be listed under another accession)."""
+        if not specs:
+            return 0
+        now = _now()
+        by_key = {spec.cache_key: spec for spec in specs}
         with self._begin() as conn:
-            self._upsert_source(conn, spec, _now())
+            known = set(conn.execute(sa.select(sources.c.cache_key).where(sources.c.cache_key.in_(by_key))).scalars())
+            for key in known:
+                spec = by_key[key]
+                conn.execute(sources.update().where(sources.c.cache_key == key)
+                             .values(dcc=spec.dcc, local_id=spec.local_id, size=spec.size))
+            new = [{**spec.__dict__, "first_requested_at": now, "last_requested_at": now}
+                   for key, spec in by_key.items() if key not in known]
+            if new:
+                if conn.dialect.name == "postgresql":
+                    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                    conn.execute(pg_insert(sources).on_conflict_do_nothing(), new)
+                else:
+                    conn.execute(sources.insert().prefix_with("OR IGNORE"), new)
+        return len(new)
 
     def job(self, job_id: str) -> Job | None:
         """The job with this id, or None."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from cfdb_assets.formats import PASSTHROUGH, RAW
 from cfdb_assets.names import Stage
-from cfdb_assets.planning import OutputOptions, Plan, plan_for
+from cfdb_assets.planning import OutputOptions, Plan, access_refusal, plan_for, source_fields
 from resources import (
     AdmissionRejected,
     ArtifactStore,
@@ -118,13 +118,9 @@ class Files:
             raise HTTPProblem(404, "File not found")
         if need_access_url and not record.access_url:
             raise HTTPProblem(501, "File has no access URL")
-        if name == "hubmap" and record.data_access_level != "public":
-            level = record.data_access_level or "unspecified"
-            raise HTTPProblem(
-                403,
-                f"This file requires {level} access and is not available through this API; "
-                "use the HuBMAP portal.",
-            )
+        refusal = access_refusal(record)
+        if refusal:
+            raise HTTPProblem(403, refusal)
         return record
 
     def answer(self, kind: str, dcc: str, local_id: str, raw: bool, head: bool) -> Hit | Proxy | Job:
@@ -276,15 +272,7 @@ class Files:
                 f"This server {why}; please retry, or add ?raw=true for the upstream file.",
                 headers={"Retry-After": "30"},
             )
-        spec = SourceSpec(
-            cache_key=plan.cache_key,
-            dcc=record.dcc,
-            local_id=record.local_id,
-            format=plan.route.format,
-            family=plan.route.family,
-            checksum=plan.checksum,
-            size=record.size,
-        )
+        spec = SourceSpec(**source_fields(record, plan))
         try:
             return self.ledger.request(spec, self.settings.failure_retry, self.settings.max_active_jobs or None)
         except AdmissionRejected:
