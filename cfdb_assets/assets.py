@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from cfdb_assets.build import Builder, BuildError
+from cfdb_assets.links import file_url
 from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, PERMANENT_KEY, Stage, family_name
 from cfdb_assets.pipelines import PipelineError, ToolOptions
 from cfdb_assets.tools import ToolError, scrub
@@ -106,9 +107,11 @@ def _as_failure() -> Iterator[None]:
         ) from exc
 
 
-def build_family(spec: FamilySpec, run_tags: Callable[[str], Mapping[str, str]] | None = None) -> FamilyDefs:
+def build_family(spec: FamilySpec, run_tags: Callable[[str], Mapping[str, str]] | None = None,
+                 api_url: str | None = None) -> FamilyDefs:
     """The partitions, two assets and job of one DCC × family. ``run_tags`` gives the tags of a
-    partition's runs (its size, its file), whoever launches them: the sensor or a UI backfill."""
+    partition's runs (its size, its file), whoever launches them: the sensor or a UI backfill;
+    ``api_url`` links each materialization to the file's /files answer."""
     partitions = dg.DynamicPartitionsDefinition(name=spec.name)
     sorted_key = dg.AssetKey([spec.dcc, spec.family, "sorted"])
     index_key = dg.AssetKey([spec.dcc, spec.family, "index"])
@@ -137,7 +140,8 @@ def build_family(spec: FamilySpec, run_tags: Callable[[str], Mapping[str, str]] 
             stage, reused = builder.sorted(key, source, config.force, label=context.run_id)
         if job_id:
             ledger.add_stage(job_id, Stage.DATA)
-        return dg.MaterializeResult(metadata={**_stage_metadata(stage), "reused": reused})
+        return dg.MaterializeResult(metadata={**_stage_metadata(stage), **_file_link(api_url, stage.source),
+                                              "reused": reused})
 
     @dg.asset(key=index_key, deps=[sorted_key], description=f"{spec.dcc} {spec.family}: the index of the sorted data; publishes the manifest.", **common)
     def index(context: dg.AssetExecutionContext, config: BuildConfig, catalog: Catalog, store: ArtifactStore,
@@ -148,7 +152,8 @@ def build_family(spec: FamilySpec, run_tags: Callable[[str], Mapping[str, str]] 
             manifest, reused = builder.index(key, config.force, label=context.run_id)
         if job_id:
             ledger.add_stage(job_id, Stage.INDEX)
-        return dg.MaterializeResult(metadata={**_manifest_metadata(manifest), "reused": reused})
+        return dg.MaterializeResult(metadata={**_manifest_metadata(manifest),
+                                              **_file_link(api_url, manifest.sorted.source), "reused": reused})
 
     job = dg.define_asset_job(
         spec.name,
@@ -178,6 +183,11 @@ def _progress(context: dg.AssetExecutionContext, ledger: Ledger):
             context.log.warning(f"Progress not recorded: {exc}")
 
     return report
+
+
+def _file_link(api_url: str | None, source) -> dict:
+    """The file's /files answer, linked from the materialization (the API links back: asset_url)."""
+    return {"file": dg.MetadataValue.url(file_url(api_url, source.dcc, source.local_id))} if api_url else {}
 
 
 def _stage_metadata(stage: SortedStage) -> dict:

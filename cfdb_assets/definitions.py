@@ -25,7 +25,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 def build_families(settings: Settings) -> list[FamilyDefs]:
     """One DCC × family definition set per served DCC and processed family."""
     tags = partition_run_tags(settings, adapters(settings).ledger)
-    return [build_family(FamilySpec(dcc, family), tags) for dcc in settings.dccs for family in PROCESSED_FAMILIES]
+    return [build_family(FamilySpec(dcc, family), tags, settings.api_url)
+            for dcc in settings.dccs for family in PROCESSED_FAMILIES]
 
 
 def partition_run_tags(settings: Settings, ledger: Ledger) -> Callable[[str], dict[str, str]]:

@@ -20,7 +20,8 @@ __all__ = ["Policy", "build_on_demand_sensor", "build_run_status_sensors"]
 
 BATCH = 200  # queued jobs turned into runs per tick (each run costs the daemon ~0.3 s to create)
 RECONCILE_BATCH = 200  # in-flight jobs checked per tick
-TICK_BUDGET_S = 20.0  # well inside the 60 s sensor timeout, however slow the ledger is
+TICK_BUDGET_S = 20.0
+PARTITION_TAG = "dagster/partition"  # well inside the 60 s sensor timeout, however slow the ledger is
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,11 @@ def build_run_status_sensors(minimum_interval_seconds: int = 2, policy: Policy |
     @dg.run_status_sensor(name="jobs_succeeded", run_status=dg.DagsterRunStatus.SUCCESS, **common)
     def jobs_succeeded(context: dg.RunStatusSensorContext, ledger: Ledger):
         _settle_run(context, ledger, policy)
+        # Any successful build of a partition (a UI re-execution of a failed run, a backfill) ends
+        # the failure the ledger remembers for it: the file is ready now.
+        key = context.dagster_run.tags.get(PARTITION_TAG)
+        if key and ledger.clear_failure(key):
+            context.log.info(f"Partition {key} built by run {context.dagster_run.run_id}: its failure is cleared.")
 
     @dg.run_failure_sensor(name="jobs_failed", **common)
     def jobs_failed(context: dg.RunFailureSensorContext, ledger: Ledger):

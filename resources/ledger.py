@@ -389,6 +389,18 @@ class Ledger(dg.ConfigurableResource):
             values["error"] = None  # a retried attempt's error is history once the build succeeds
         return self._update(job_id, **values)
 
+    def clear_failure(self, cache_key: str) -> bool:
+        """A later run built ``cache_key``: its latest job, if it failed, becomes succeeded (the
+        failure is no longer remembered, and /jobs tells the truth). False when there was none."""
+        now = _now()
+        with self._begin() as conn:
+            latest = sa.select(sa.func.max(jobs.c.id)).where(jobs.c.cache_key == cache_key).scalar_subquery()
+            result = conn.execute(
+                jobs.update().where(jobs.c.id == latest, jobs.c.state == FAILED)
+                .values(state=SUCCEEDED, error=None, error_kind=None, finished_at=now, updated_at=now)
+            )
+        return result.rowcount == 1
+
     def _update(self, job_id: str, **values: Any) -> bool:
         values.setdefault("updated_at", _now())
         with self._begin() as conn:

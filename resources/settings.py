@@ -149,6 +149,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     dccs: tuple[str, ...] = DEFAULT_DCCS
     dagster_url: str = "http://localhost:3000"
+    api_url: str = "http://localhost:8000"  # how people reach the API (links in the Dagster UI)
     threads: int = DEFAULT_THREADS
     sort_memory: str = DEFAULT_SORT_MEMORY
     compression_level: int = DEFAULT_COMPRESSION_LEVEL
@@ -218,6 +219,7 @@ class Settings:
             work_dir=Path(env.get("CFDB_WORK_DIR", "").strip() or data_dir / "work").absolute(),
             dccs=dccs or DEFAULT_DCCS,
             dagster_url=(env.get("CFDB_DAGSTER_URL", "").strip() or "http://localhost:3000").rstrip("/"),
+            api_url=(env.get("CFDB_API_URL", "").strip() or "http://localhost:8000").rstrip("/"),
             threads=_int(env, "CFDB_THREADS", DEFAULT_THREADS, 1, 64),
             sort_memory=sort_memory,
             compression_level=_int(env, "CFDB_COMPRESSION_LEVEL", DEFAULT_COMPRESSION_LEVEL, 0, 9),

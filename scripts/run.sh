@@ -10,6 +10,7 @@ export DAGSTER_HOME="${DAGSTER_HOME:-$CFDB_DATA_DIR/dagster_home}"
 export CFDB_DAGSTER_PORT="${CFDB_DAGSTER_PORT:-3000}"
 export CFDB_DAGSTER_URL="${CFDB_DAGSTER_URL:-http://localhost:$CFDB_DAGSTER_PORT}"
 API_PORT="${CFDB_API_PORT:-8000}"
+export CFDB_API_URL="${CFDB_API_URL:-http://localhost:$API_PORT}"
 BIN=.venv/bin
 
 mkdir -p "$CFDB_DATA_DIR" "$DAGSTER_HOME"

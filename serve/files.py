@@ -16,6 +16,7 @@ from typing import Any
 
 from cfdb_assets.formats import PASSTHROUGH, RAW
 from cfdb_assets.names import Stage
+from cfdb_assets.links import asset_partition_url
 from cfdb_assets.planning import OutputOptions, Plan, access_refusal, plan_for, source_fields
 from resources import (
     AdmissionRejected,
@@ -336,6 +337,9 @@ class Files:
             view["data_url"] = f"/data/{record.dcc}/{record.local_id}"
         if fs.state == FileStatus.UNPROCESSABLE:
             view["error"] = plan.refusal
+        if plan.cache_key:  # a processed file: its partition in the Dagster UI
+            view["asset_url"] = asset_partition_url(self.settings.dagster_url, record.dcc, plan.route.family,
+                                                    plan.cache_key)
         if fs.manifest:
             view["data_url"] = f"/artifacts/{plan.cache_key}/{fs.manifest.data.name}"
             view["index_url"] = f"/artifacts/{plan.cache_key}/{fs.manifest.index.name}"

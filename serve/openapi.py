@@ -189,6 +189,8 @@ def openapi(dccs: tuple[str, ...]) -> dict[str, Any]:
                     "data_url": {"type": "string", "nullable": True},
                     "index_url": {"type": "string", "nullable": True},
                     "index_type": {"type": "string", "nullable": True, "enum": ["bai", "tbi", "csi", None]},
+                    "asset_url": {"type": "string", "description": "The file's partition in the Dagster UI "
+                                  "(processed files only)."},
                 }},
                 "FileList": {"type": "object", "required": ["files", "next_cursor"], "properties": {
                     "files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},

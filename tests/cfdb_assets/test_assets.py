@@ -43,6 +43,7 @@ def test_bed_partition_publishes_data_index_and_manifest_with_operator_metadata(
     assert meta["dcc"] == "encode" and meta["local_id"] == "ENCFF000BED"
     assert meta["source_bytes"] > 0 and meta["artifact_bytes"] == manifest.data.size
     assert "samtools" in meta["tools"] and meta["reused"] is False
+    assert _materialization(result, "index")["file"] == "http://localhost:8000/files/encode/ENCFF000BED"
 
 
 def test_published_bams_carry_no_server_paths_so_rebuilds_are_byte_identical(settings, store):

@@ -12,7 +12,7 @@ from cfdb_assets.definitions import build_definitions
 from cfdb_assets.planning import OutputOptions, plan_for
 from cfdb_assets.registration import RegistrationConfig, register
 from resources import Ledger, Settings, adapters
-from tests.helpers import files_for
+from tests.helpers import build_artifacts, files_for
 
 SERVED = ["4dn", "encode", "hubmap"]
 
@@ -138,3 +138,49 @@ def test_a_partition_added_by_hand_fails_with_how_to_register_it(settings):
     description = failure.step_failure_data.user_failure_data.description
     assert description.startswith(f"Partition {'0' * 32} has no source in the ledger")
     assert "register_catalog" in description
+
+
+def test_a_successful_rebuild_of_a_failed_file_clears_its_failure(settings, store):
+    # The operator re-executes the failed run from the UI (same tags); once it succeeds, the
+    # jobs_succeeded sensor clears the failure the ledger remembered.
+    files = files_for(settings)
+    record = files.lookup("encode", "ENCFF000BED")
+    job, _ = files.request(record, files.plan(record))
+    files.ledger.finish(job.job_id, succeeded=False, error="A transient tool failure.", permanent=True)
+    defs = build_definitions(settings)
+    key = files.plan(record).cache_key
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("encode_intervals", [key])
+        rerun = defs.resolve_job_def("encode_intervals").execute_in_process(
+            partition_key=key, instance=instance, tags={"cfdb/job_id": job.job_id, "cfdb/attempt": "1"})
+        assert rerun.success
+        success = next(e for e in instance.all_logs(rerun.run_id) if e.dagster_event
+                       and e.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS).dagster_event
+        context = dg.build_run_status_sensor_context(
+            sensor_name="jobs_succeeded", dagster_event=success, dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(rerun.run_id))
+        defs.get_sensor_def("jobs_succeeded")(context, ledger=files.ledger)
+
+    cleared = files.ledger.job(job.job_id)
+    assert (cleared.state, cleared.error) == ("succeeded", None)
+    assert files.file_view(files.state(record))["state"] == "ready"
+
+
+def test_find_prints_a_files_key_state_and_links(settings, store, capsys, monkeypatch):
+    from cfdb_assets import find
+
+    for name, value in {"CFDB_DATA_DIR": str(settings.data_dir), "CFDB_CATALOG": settings.catalog,
+                        "CFDB_DAGSTER_URL": "http://ui.example", "CFDB_API_URL": "http://api.example"}.items():
+        monkeypatch.setenv(name, value)
+    key, result = build_artifacts(settings, "encode", "ENCFF000BED")
+    assert result.success
+
+    assert find.main(["encode", "ENCFF000BED"]) == 0
+    out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert (out["cache_key"], out["state"]) == (key, "ready")
+    assert out["partition"] == (f"http://ui.example/assets/encode/intervals/index?view=partitions&partition={key}")
+    assert out["/files"] == "http://api.example/files/encode/ENCFF000BED"
+    assert out["runs"] == "http://ui.example/runs?q%5B%5D=tag%3Acfdb%2Flocal_id%3DENCFF000BED"
+
+    assert find.main(["encode", "NOPE"]) == 1
+    assert "encode/NOPE is not in the catalog" in capsys.readouterr().err

@@ -604,3 +604,25 @@ def test_progress_is_written_by_the_current_attempt_only_and_cleared_on_requeue(
 
     ledger.finish(job.job_id, succeeded=True)
     assert not ledger.set_progress(job.job_id, 2, "after the end")
+
+
+def test_a_later_build_clears_the_remembered_failure_of_a_key(ledger):
+    job, _ = ledger.request(_spec(), HOUR)
+    ledger.finish(job.job_id, succeeded=False, error="checksum mismatch", permanent=True)
+
+    assert ledger.clear_failure(KEY)
+
+    cleared = ledger.job(job.job_id)
+    assert (cleared.state, cleared.error, cleared.error_kind) == ("succeeded", None, None)
+    assert not ledger.clear_failure(KEY)  # nothing left to clear
+    _, created = ledger.request(_spec(), HOUR)
+    assert created  # not answered with the old failure
+
+
+def test_clear_failure_never_touches_an_active_job_or_an_older_row(ledger):
+    old, _ = ledger.request(_spec(), HOUR)
+    ledger.finish(old.job_id, succeeded=False, error="transient")
+    active, _ = ledger.request(_spec(), HOUR)
+
+    assert not ledger.clear_failure(KEY)
+    assert (ledger.job(old.job_id).state, ledger.job(active.job_id).state) == ("failed", "queued")

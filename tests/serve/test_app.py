@@ -189,6 +189,13 @@ def test_jobs_shows_the_progress_of_a_running_job_and_the_job_that_replaced_a_fa
     assert client.get(f"/jobs/{second}").json()["superseded_by"] is None
 
 
+def test_files_links_a_processed_file_to_its_partition_in_the_dagster_ui(client, settings):
+    bed = client.get("/files/encode/ENCFF000BED").json()
+    assert bed["asset_url"] == (f"{settings.dagster_url}/assets/encode/intervals/index?view=partitions"
+                                f"&partition={bed['cache_key']}")
+    assert "asset_url" not in client.get("/files/encode/ENCFF000CSV").json()  # passthrough: no partition
+
+
 def test_files_listing_pages_through_every_file_with_a_cursor(client, catalog):
     expected = [(r.dcc, r.local_id) for dcc in ("4dn", "encode", "hubmap") for r in catalog.list(dcc, 1000)]
     seen, cursor = [], None
