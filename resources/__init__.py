@@ -24,7 +24,8 @@ from resources.ledger import AdmissionRejected, ErrorKind, Job, JobState, Ledger
 from resources.ranges import ByteRange, MalformedRange, RangeNotSatisfiable
 from resources.records import Artifact, Manifest, SortedStage, SourceIdentity
 from resources.settings import Settings, SettingsError
-from resources.store import ArtifactMissing, ArtifactStore, LocalStore, S3Store, StoreError, open_store
+from resources.store import ArtifactMissing, ArtifactStore, LocalStore, StoreError, open_store
+from resources.store_s3 import S3Store
 from resources.wiring import Adapters, adapters, open_catalog
 
 __all__ = [

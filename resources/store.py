@@ -2,7 +2,8 @@
 
 Layout: ``<root>/<cache_key>/data.<ext>``, ``data.<ext>.<bai|tbi|csi>``, ``manifest.json`` (written
 last: the commit marker). Stage records (``stage-*.json``) let a retried run skip finished stages.
-``ArtifactStore`` is the interface; ``LocalStore`` (a local directory) and ``S3Store`` implement it.
+``ArtifactStore`` is the interface; ``LocalStore`` (a local directory, here) and ``S3Store``
+(``resources.store_s3``) implement it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import PrivateAttr
 
 from resources.ranges import read_span
 from resources.records import Artifact, Manifest, RecordError, SortedStage
 
-__all__ = ["MANIFEST", "STAGE_SORTED", "ArtifactMissing", "ArtifactStore", "LocalStore", "S3Store", "StoreError", "open_store"]
+__all__ = ["MANIFEST", "STAGE_SORTED", "ArtifactMissing", "ArtifactStore", "LocalStore", "StoreError", "open_store"]
 
 MANIFEST = "manifest.json"
 STAGE_SORTED = "stage-sorted.json"
@@ -199,149 +199,14 @@ def _record(cls, doc: dict[str, Any] | None):
         return None  # unreadable: the set is not ready, and the step that writes it runs again
 
 
-class S3Store(ArtifactStore):
-    """An S3 bucket (or any S3-compatible endpoint: ``endpoint_url``, else ``AWS_ENDPOINT_URL``).
-
-    Objects are atomic, so the manifest, written last, is the commit marker. Range reads stream
-    ``GetObject`` with ``Range``; large puts go multipart. Objects never get a Content-Encoding."""
-
-    bucket: str
-    prefix: str = ""
-    endpoint_url: str | None = None
-    region: str | None = None
-    multipart_threshold: int = 64 * 1024 * 1024  # bytes; larger artifacts go up in parts
-
-    _client: Any = PrivateAttr(default=None)
-
-    @property
-    def client(self):
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.endpoint_url,
-                region_name=self.region,
-                config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32),
-            )
-        return self._client
-
-    def _object(self, key: str, name: str) -> str:
-        _check_name(key, name)
-        prefix = self.prefix.strip("/")
-        return f"{prefix}/{key}/{name}" if prefix else f"{key}/{name}"
-
-    def put_file(self, key: str, name: str, path: Path) -> int:
-        from boto3.s3.transfer import TransferConfig
-
-        config = TransferConfig(multipart_threshold=self.multipart_threshold)
-        try:
-            self.client.upload_file(
-                str(path), self.bucket, self._object(key, name),
-                ExtraArgs={"ContentType": "application/octet-stream"}, Config=config,
-            )
-        except Exception as exc:  # noqa: BLE001 - boto3 raises botocore and S3 transfer errors
-            raise StoreError(f"Uploading {key}/{name} to s3://{self.bucket} failed: {_reason(exc)}.") from None
-        return path.stat().st_size
-
-    def put_json(self, key: str, name: str, value: dict[str, Any]) -> None:
-        body = json.dumps(value, indent=2, sort_keys=True).encode()
-        # Stage records are scaffolding: tagged so the bucket's lifecycle rule expires them
-        # (deploy/cloudformation.yaml); a prefix cannot tell them apart from artifacts.
-        tagging = {"Tagging": STAGE_TAG} if name.startswith("stage-") else {}
-        try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=self._object(key, name), Body=body, ContentType="application/json", **tagging
-            )
-        except Exception as exc:  # noqa: BLE001
-            raise StoreError(f"Writing {key}/{name} to s3://{self.bucket} failed: {_reason(exc)}.") from None
-
-    def get_json(self, key: str, name: str) -> dict[str, Any] | None:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._object(key, name))["Body"].read()
-            value = json.loads(body)
-        except ValueError:
-            return None
-        except Exception as exc:  # noqa: BLE001
-            if _missing(exc):
-                return None
-            raise StoreError(f"Reading {key}/{name} from s3://{self.bucket} failed: {_reason(exc)}.") from None
-        return value if isinstance(value, dict) else None
-
-    def size(self, key: str, name: str) -> int:
-        try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=self._object(key, name))["ContentLength"])
-        except Exception as exc:  # noqa: BLE001
-            if _missing(exc):
-                raise ArtifactMissing(f"{key}/{name} is not in the store.") from None
-            raise StoreError(f"Reading {key}/{name} from s3://{self.bucket} failed: {_reason(exc)}.") from None
-
-    def iter_range(self, key: str, name: str, start: int, end: int) -> Iterator[bytes]:
-        # GetObject is issued here, before any byte is promised: a vanished object is ArtifactMissing.
-        try:
-            body = self.client.get_object(
-                Bucket=self.bucket, Key=self._object(key, name), Range=f"bytes={start}-{end - 1}"
-            )["Body"]
-        except Exception as exc:  # noqa: BLE001
-            if _missing(exc):
-                raise ArtifactMissing(f"{key}/{name} is not in the store.") from None
-            raise StoreError(f"Reading {key}/{name} from s3://{self.bucket} failed: {_reason(exc)}.") from None
-        return _stream(body)
-
-    @contextlib.contextmanager
-    def local_path(self, key: str, name: str, workdir: Path) -> Iterator[Path]:
-        dest = workdir / name
-        try:
-            self.client.download_file(self.bucket, self._object(key, name), str(dest))
-        except Exception as exc:  # noqa: BLE001
-            if _missing(exc):
-                raise ArtifactMissing(f"{key}/{name} is not in the store.") from None
-            raise StoreError(f"Downloading {key}/{name} from s3://{self.bucket} failed: {_reason(exc)}.") from None
-        try:
-            yield dest
-        finally:
-            dest.unlink(missing_ok=True)
-
-    def presigned_url(self, key: str, name: str, expires_s: int = 3600) -> str:
-        """A time-limited GET URL for one artifact (for CFDB_S3_REDIRECT)."""
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._object(key, name)}, ExpiresIn=expires_s
-        )
-
-    def check(self) -> None:
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except Exception as exc:  # noqa: BLE001
-            raise StoreError(
-                f"The bucket s3://{self.bucket} is not reachable ({_reason(exc)}); check CFDB_STORE, "
-                "AWS_ENDPOINT_URL and the credentials."
-            ) from None
-
-
-def _stream(body) -> Iterator[bytes]:
-    try:
-        yield from body.iter_chunks(CHUNK)
-    finally:
-        body.close()
-
-
-def _missing(exc: Exception) -> bool:
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
-
-
-def _reason(exc: Exception) -> str:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-    return f"{type(exc).__name__} {code}" if code else type(exc).__name__
-
-
 def open_store(location: str, endpoint_url: str | None = None) -> ArtifactStore:
     """``s3://bucket[/prefix]`` → S3Store; a directory path (or file://) → LocalStore."""
     if location.startswith("s3://"):
         bucket, _, prefix = location.removeprefix("s3://").partition("/")
         if not bucket:
             raise StoreError(f"Invalid store location {location!r}: expected s3://bucket[/prefix].")
+        from resources.store_s3 import S3Store  # boto3 is imported only by an S3 deployment
+
         return S3Store(bucket=bucket, prefix=prefix, endpoint_url=endpoint_url)
     if "://" in location and not location.startswith("file://"):
         raise StoreError(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from resources import ArtifactMissing, LocalStore, StoreError, open_store
-from resources.store import CHUNK, MANIFEST, S3Store
+from resources.store import MANIFEST
+from resources.store_s3 import CHUNK, S3Store
 from tests.helpers import manifest_for
 
 KEY = "ab" * 32
