@@ -16,6 +16,8 @@ import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,14 @@ import dagster as dg
 from resources.ranges import read_span
 from resources.records import Artifact, Manifest, RecordError, SortedStage
 
-__all__ = ["MANIFEST", "STAGE_SORTED", "ArtifactMissing", "ArtifactStore", "LocalStore", "StoreError", "open_store"]
+__all__ = ["MANIFEST", "STAGE_SORTED", "ArtifactMissing", "ArtifactStore", "LocalStore", "StoreError", "StoredSet",
+           "open_store"]
 
 MANIFEST = "manifest.json"
 STAGE_SORTED = "stage-sorted.json"
 STAGE_TAG = "cfdb-stage=true"  # S3 object tag of stage records
 CHUNK = 256 * 1024
+TMP = ".tmp-"  # a local write in progress (renamed into place when complete)
 
 
 class StoreError(Exception):
@@ -107,6 +111,34 @@ class ArtifactStore(dg.ConfigurableResource, ABC):
     def check(self) -> None:
         """Raise StoreError when the store is unusable (checked once at startup)."""
 
+    # --- housekeeping (cfdb_assets.housekeeping) ---------------------------------------------
+
+    @abstractmethod
+    def sets(self) -> Iterator[StoredSet]:
+        """Every artifact set (committed or not), in key order."""
+
+    @abstractmethod
+    def delete_set(self, key: str) -> int:
+        """Remove every object of a set; how many were removed."""
+
+    @abstractmethod
+    def partial_uploads(self, before: datetime, remove: bool) -> list[str]:
+        """Uploads a dead writer left unfinished, started before ``before`` (temp files, S3
+        multipart uploads), named; removed when ``remove``."""
+
+
+@dataclass(frozen=True)
+class StoredSet:
+    """One cache_key's objects, as housekeeping sees them."""
+
+    key: str
+    names: tuple[str, ...]
+    modified: datetime  # the newest object's time
+
+    @property
+    def committed(self) -> bool:
+        return MANIFEST in self.names
+
 
 class LocalStore(ArtifactStore):
     """A directory on local disk; writes are temp file + fsync + rename."""
@@ -123,7 +155,7 @@ class LocalStore(ArtifactStore):
     def put_file(self, key: str, name: str, path: Path) -> int:
         dest = self._path(key, name)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".tmp-{uuid.uuid4().hex}-{name}"
+        tmp = dest.parent / f"{TMP}{uuid.uuid4().hex}-{name}"
         try:
             try:
                 os.link(path, tmp)  # same filesystem: no copy
@@ -139,7 +171,7 @@ class LocalStore(ArtifactStore):
     def put_json(self, key: str, name: str, value: dict[str, Any]) -> None:
         dest = self._path(key, name)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=TMP)
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(value, fh, indent=2, sort_keys=True)
@@ -188,6 +220,30 @@ class LocalStore(ArtifactStore):
             ) from None
         if not os.access(self.root, os.W_OK):
             raise StoreError(f"The artifact directory {self.root} is not writable.")
+
+    def sets(self) -> Iterator[StoredSet]:
+        root = Path(self.root)
+        for path in sorted(root.iterdir()) if root.is_dir() else []:
+            files = [f for f in path.iterdir() if f.is_file() and not f.name.startswith(TMP)] if path.is_dir() else []
+            if files:
+                newest = max(f.stat().st_mtime for f in files)
+                yield StoredSet(path.name, tuple(sorted(f.name for f in files)), datetime.fromtimestamp(newest, UTC))
+
+    def delete_set(self, key: str) -> int:
+        path = self._dir(key)
+        _check_name(key, MANIFEST)
+        count = sum(1 for f in path.iterdir() if f.is_file()) if path.is_dir() else 0
+        shutil.rmtree(path, ignore_errors=True)
+        return count
+
+    def partial_uploads(self, before: datetime, remove: bool) -> list[str]:
+        found = []
+        for tmp in sorted(Path(self.root).glob(f"*/{TMP}*")):
+            if datetime.fromtimestamp(tmp.stat().st_mtime, UTC) < before:
+                found.append(f"{tmp.parent.name}/{tmp.name}")
+                if remove:
+                    tmp.unlink(missing_ok=True)
+        return found
 
 
 def _record(cls, doc: dict[str, Any] | None):

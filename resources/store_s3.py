@@ -4,14 +4,17 @@ manifest, written last, is the commit marker (S3 objects are atomic)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import PrivateAttr
 
-from resources.store import CHUNK, STAGE_TAG, ArtifactMissing, ArtifactStore, StoreError, _check_name
+from resources.store import (
+    CHUNK, MANIFEST, STAGE_TAG, ArtifactMissing, ArtifactStore, StoredSet, StoreError, _check_name)
 
 __all__ = ["S3Store"]
 
@@ -134,6 +137,44 @@ class S3Store(ArtifactStore):
                 f"The bucket s3://{self.bucket} is not reachable ({_reason(exc)}); check CFDB_STORE, "
                 "AWS_ENDPOINT_URL and the credentials."
             ) from None
+
+    def sets(self) -> Iterator[StoredSet]:
+        for key, objects in itertools.groupby(self._objects(""), key=lambda o: o[0]):  # keys come sorted
+            objects = list(objects)
+            yield StoredSet(key, tuple(name for _, name, _ in objects), max(when for _, _, when in objects))
+
+    def delete_set(self, key: str) -> int:
+        _check_name(key, MANIFEST)
+        names = [name for _, name, _ in self._objects(f"{key}/")]
+        for start in range(0, len(names), 1000):  # DeleteObjects takes 1,000 keys at most
+            batch = [{"Key": self._object(key, n)} for n in names[start:start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(names)
+
+    def _objects(self, under: str) -> Iterator[tuple[str, str, datetime]]:
+        """(key, name, last modified) of the set objects under the prefix (other objects skipped,
+        e.g. a catalog snapshot kept next to the artifacts)."""
+        root = f"{self.prefix.strip('/')}/" if self.prefix.strip("/") else ""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + under)
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key, _, name = obj["Key"][len(root):].partition("/")
+                if name and "/" not in name:
+                    yield key, name, obj["LastModified"]
+
+    def partial_uploads(self, before: datetime, remove: bool) -> list[str]:
+        prefix = self.prefix.strip("/")
+        found = []
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=f"{prefix}/" if prefix else "")
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < before:
+                    found.append(upload["Key"])
+                    if remove:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
+        return found
 
 
 def _stream(body) -> Iterator[bytes]:

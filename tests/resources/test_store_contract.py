@@ -114,3 +114,43 @@ def test_s3_objects_live_under_the_prefix_without_content_encoding(s3_bucket, mo
 def test_s3_check_fails_clearly_for_a_missing_bucket(moto_server, s3_bucket):
     with pytest.raises(StoreError, match="s3://no-such-bucket-here is not reachable"):
         S3Store(bucket="no-such-bucket-here", endpoint_url=moto_server).check()
+
+
+def test_sets_list_each_key_with_its_objects_and_delete_set_removes_exactly_one(store, tmp_path):
+    store.check()
+    other = "f" * 32
+    store.put_file(KEY, "data.bam", _source(tmp_path, b"x" * 10))
+    store.put_json(KEY, "stage-sorted.json", {"v": 1})
+    store.put_file(other, "data.bed.gz", _source(tmp_path, b"y" * 10))
+    store.put_json(other, "manifest.json", {"v": 2})
+
+    sets = {s.key: s for s in store.sets()}
+    assert {k: (s.names, s.committed) for k, s in sets.items()} == {
+        KEY: (("data.bam", "stage-sorted.json"), False), other: (("data.bed.gz", "manifest.json"), True)}
+    assert all(s.modified.tzinfo is not None for s in sets.values())
+
+    assert store.delete_set(KEY) == 2
+    assert [s.key for s in store.sets()] == [other]
+    assert store.size(other, "data.bed.gz") == 10
+
+
+def test_partial_uploads_of_a_dead_writer_are_found_and_removed(store, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    store.check()
+    if isinstance(store, LocalStore):  # a writer killed between its temp file and the rename
+        (tmp_path / "store" / KEY).mkdir(parents=True)
+        (tmp_path / "store" / KEY / ".tmp-dead-data.bam").write_bytes(b"partial")
+        expected = [f"{KEY}/.tmp-dead-data.bam"]
+    else:  # a multipart upload that never completed
+        key = store._object(KEY, "data.bam")
+        store.client.create_multipart_upload(Bucket=store.bucket, Key=key)
+        expected = [key]
+    future = datetime.now(UTC) + timedelta(minutes=5)
+
+    if isinstance(store, LocalStore):  # (moto reports every multipart upload as initiated in 2010)
+        assert store.partial_uploads(datetime.now(UTC) - timedelta(hours=1), remove=True) == []  # too young
+    assert store.partial_uploads(future, remove=False) == expected  # dry run: reported, kept
+    assert store.partial_uploads(future, remove=True) == expected
+    assert store.partial_uploads(future, remove=False) == []
+    assert list(store.sets()) == []  # a partial upload is not a set
