@@ -193,9 +193,10 @@ def _size_text(size: int) -> str:
     return f"{size} bytes"
 
 
-def sweep_stale_scratch(work_dir: Path, unowned_after_s: float = 600.0) -> list[str]:
+def sweep_stale_scratch(work_dir: Path, unowned_after_s: float = 600.0, remove: bool = True) -> list[str]:
     """Remove the scratch directories whose owner died (their lock is free); a directory without an
-    owner file is left ``unowned_after_s`` to be claimed. Returns the names removed."""
+    owner file is left ``unowned_after_s`` to be claimed. Returns their names (only listed when not
+    ``remove``)."""
     removed = []
     for path in work_dir.iterdir() if work_dir.is_dir() else ():
         if not path.is_dir():
@@ -209,7 +210,8 @@ def sweep_stale_scratch(work_dir: Path, unowned_after_s: float = 600.0) -> list[
             with contextlib.suppress(FileNotFoundError):
                 if time.time() - path.stat().st_mtime < unowned_after_s:
                     continue
-        shutil.rmtree(path, ignore_errors=True)
+        if remove:
+            shutil.rmtree(path, ignore_errors=True)
         removed.append(path.name)
     return removed
 

@@ -10,6 +10,7 @@ import dagster as dg
 from cfdb_assets.assets import FamilyDefs, FamilySpec, Tools, build_family
 from cfdb_assets.formats import PROCESSED_FAMILIES
 from cfdb_assets.planning import OutputOptions
+from cfdb_assets.housekeeping import build_housekeeping
 from cfdb_assets.registration import build_registration
 from cfdb_assets.names import CACHE_KEY_TAG, DCC_TAG, FORMAT_TAG, LOCAL_ID_TAG
 from cfdb_assets.sensors import Policy, build_on_demand_sensor, build_run_status_sensors
@@ -55,12 +56,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     families = build_families(settings)
     policy = Policy(max_attempts=settings.max_attempts, run_window=settings.run_window,
                     sized_runs=settings.sized_runs)
-    register_catalog, daily = build_registration(list(settings.dccs), OutputOptions.from_settings(settings))
+    options = OutputOptions.from_settings(settings)
+    register_catalog, daily = build_registration(list(settings.dccs), options)
+    housekeeping, nightly = build_housekeeping(list(settings.dccs), options)
     return dg.Definitions.merge(
         *(family.definitions for family in families),
         dg.Definitions(
-            jobs=[register_catalog],
-            schedules=[daily],
+            jobs=[register_catalog, housekeeping],
+            schedules=[daily, nightly],
             sensors=[build_on_demand_sensor(families, policy=policy), *build_run_status_sensors(policy=policy)],
             resources=build_resources(settings),
         ),

@@ -64,6 +64,8 @@ class RunOutcome:
 def decide(job: Job, outcome: RunOutcome, now: datetime, max_attempts: int, request_grace_s: float) -> Action:
     """What to do with an active job, given its run's outcome."""
     if outcome.status is None:
+        if job.state == JobState.RUNNING:
+            return Action.FAIL  # its run started, then was deleted from Dagster
         waited = (now - job.requested_at).total_seconds() if job.requested_at else 0.0
         return Action.REQUEST_AGAIN if job.state == JobState.REQUESTED and waited > request_grace_s else Action.WAIT
     if outcome.status in IN_PROGRESS:
@@ -95,6 +97,8 @@ def settle(ledger: Ledger, job: Job, outcome: RunOutcome, action: Action) -> Non
 
 
 def _final_error(job: Job, outcome: RunOutcome) -> str:
+    if outcome.status is None:
+        return "The Dagster run of this job no longer exists (deleted); request the file again."
     if outcome.status == dg.DagsterRunStatus.CANCELED:
         return "The run was canceled."
     if outcome.lost_worker:

@@ -389,6 +389,23 @@ class Ledger(dg.ConfigurableResource):
             values["error"] = None  # a retried attempt's error is history once the build succeeds
         return self._update(job_id, **values)
 
+    def delete_finished(self, before: datetime, remove: bool, limit: int = 10_000) -> list[str]:
+        """Jobs that ended before ``before`` (the original's 7-day TTL), oldest first, at most
+        ``limit``; deleted when ``remove``. An active job is never among them."""
+        ended = jobs.c.state.in_((SUCCEEDED, FAILED)) & (jobs.c.finished_at < before)
+        with self._begin() as conn:
+            rows = conn.execute(sa.select(jobs.c.id, jobs.c.job_id).where(ended).order_by(jobs.c.id).limit(limit)).all()
+            if remove and rows:
+                conn.execute(jobs.delete().where(jobs.c.id.in_([r.id for r in rows]), ended))
+        return [r.job_id for r in rows]
+
+    def active_keys(self, cache_keys: list[str]) -> set[str]:
+        """Which of these keys have an active job (their store entries are in use)."""
+        if not cache_keys:
+            return set()
+        with self._connect() as conn:
+            return set(conn.execute(sa.select(jobs.c.cache_key).where(jobs.c.cache_key.in_(cache_keys), ACTIVE)).scalars())
+
     def clear_failure(self, cache_key: str) -> bool:
         """A later run built ``cache_key``: its latest job, if it failed, becomes succeeded (the
         failure is no longer remembered, and /jobs tells the truth). False when there was none."""

@@ -33,7 +33,7 @@ DECISIONS = [
     # (job, outcome, action)
     (job(JobState.REQUESTED, requested_s_ago=5), RunOutcome(None), Action.WAIT),
     (job(JobState.REQUESTED, requested_s_ago=500), RunOutcome(None), Action.REQUEST_AGAIN),
-    (job(JobState.RUNNING, run_id="r"), RunOutcome(None), Action.WAIT),  # its run was deleted: no guessing
+    (job(JobState.RUNNING, run_id="r"), RunOutcome(None), Action.FAIL),  # its run was deleted from Dagster
     (job(JobState.REQUESTED), RunOutcome(S.QUEUED, "r"), Action.WAIT),
     (job(JobState.REQUESTED), RunOutcome(S.STARTED, "r"), Action.RUNNING),
     (job(JobState.RUNNING, run_id="r"), RunOutcome(S.STARTED, "r"), Action.WAIT),
