@@ -13,7 +13,6 @@ import hashlib
 import http.server
 import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -26,6 +25,7 @@ from resources import Ledger, SourceSpec
 from synthetic.large import bam_bytes_per_read, write_bam
 from synthetic.small import bed_text
 from tests.ecs_plane import EcsPlane
+from tests.e2e.dagster_ui import add_partition, answers, backfill, wait_until
 from tests.e2e.production import (
     aws_client, aws_resources, catalog_snapshot, fresh_database, instance_env, production_home)
 from tests.e2e.service import Service
@@ -129,7 +129,7 @@ def test_cold_files_are_built_on_tasks_sized_for_them_and_read_by_gosling(fargat
         assert task.tags["cfdb/size_class"] == "small"
         assert task.command[:3] == ["dagster", "api", "execute_run"]
         assert task.container  # it ran as a container of the production image
-        assert task.exit_code == 0
+        assert plane.wait_stopped(task.arn)["containers"][0]["exitCode"] == 0  # the container exits after the run
         key = files[local_id]["cache_key"]
         assert {"manifest.json"} <= _s3_keys(aws, key)
 
@@ -171,8 +171,10 @@ def test_a_worker_killed_mid_sort_is_retried_on_a_new_task_and_nothing_partial_i
     with service.client() as client:
         job_id = client.get("/data/encode/ENCFFKILLED").json()["job_id"]
         key = client.get("/files/encode/ENCFFKILLED").json()["cache_key"]
-        first = _wait(lambda: next((r for r in plane.tasks.values() if r.tags.get("cfdb/job_id") == job_id), None))
-        _wait(lambda: (client.get(f"/jobs/{job_id}").json()["progress"] or "").startswith("sorting"))
+        first = wait_until(lambda: next((r for r in plane.tasks.values() if r.tags.get("cfdb/job_id") == job_id),
+                                        None), "the job's task starts")
+        wait_until(lambda: (client.get(f"/jobs/{job_id}").json()["progress"] or "").startswith("sorting"),
+                   "the build is sorting")
 
         plane.kill(first.arn)  # SIGKILL to the container's processes: the OS, or a Spot reclaim
 
@@ -186,7 +188,7 @@ def test_a_worker_killed_mid_sort_is_retried_on_a_new_task_and_nothing_partial_i
     assert body["status"] == "completed", (body, seen)
     assert "failed" not in seen  # the job stayed in flight while its run was retried
     tasks = [r for r in plane.tasks.values() if r.tags.get("cfdb/job_id") == job_id]
-    assert [t.exit_code for t in tasks] == [137, 0]
+    assert [plane.wait_stopped(t.arn)["containers"][0]["exitCode"] for t in tasks] == [137, 0]
     assert "manifest.json" in _s3_keys(aws, key)
 
 
@@ -208,19 +210,6 @@ def test_no_fargate_capacity_fails_the_job_with_a_retryable_sentence_and_a_later
     assert body["status"] == "completed"
 
 
-BACKFILL = """mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-ADD_PARTITION = """mutation($repo: RepositorySelector!, $name: String!, $key: String!) {
-  addDynamicPartition(repositorySelector: $repo, partitionsDefName: $name, partitionKey: $key) { __typename }
-}"""
-REPOSITORY = {"repositoryName": "__repository__", "repositoryLocationName": "cfdb_assets"}
-
-
 def test_a_backfill_of_three_partitions_from_the_ui_runs_three_sized_tasks(fargate):
     service, plane, _, docs = fargate
     ledger = Ledger(url=service.env["CFDB_LEDGER_URL"])
@@ -228,25 +217,20 @@ def test_a_backfill_of_three_partitions_from_the_ui_runs_three_sized_tasks(farga
     keys = {}
     with service.client() as client, httpx.Client(base_url=f"http://127.0.0.1:{service.dagster_port}",
                                                   timeout=60) as ui:
-        _wait(lambda: _answers(ui, "/server_info"), timeout=120)  # run.sh waits for the API only
+        wait_until(lambda: answers(ui), "the Dagster webserver answers")
         for doc in fills:  # registered, as the operators' registration job will: no request behind them
             view = client.get(f"/files/encode/{doc['local_id']}").json()
             keys[doc["local_id"]] = view["cache_key"]
             ledger.register_source(SourceSpec(view["cache_key"], "encode", doc["local_id"], "BED", "intervals",
                                               f"md5:{doc['md5']}", doc["size_in_bytes"]))
-            added = ui.post("/graphql", json={"query": ADD_PARTITION, "variables": {
-                "repo": REPOSITORY, "name": "encode_intervals", "key": view["cache_key"]}}).json()
-            assert added["data"]["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", added
+            add_partition(ui, "encode_intervals", view["cache_key"])
         before = set(plane.tasks)
-        launched = ui.post("/graphql", json={"query": BACKFILL, "variables": {"params": {
-            "selector": {"partitionSetName": "encode_intervals_partition_set", "repositorySelector": REPOSITORY},
-            "partitionNames": list(keys.values())}}}).json()
-        assert launched["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", launched
+        backfill(ui, "encode_intervals", list(keys.values()))
 
-        tasks = _wait(lambda: (len(set(plane.tasks) - before) >= 3 and
-                               [plane.tasks[a] for a in set(plane.tasks) - before]), timeout=JOB_TIMEOUT_S)
-        ready = _wait(lambda: all(client.get(f"/files/encode/{i}").json()["state"] == "ready" for i in keys),
-                      timeout=JOB_TIMEOUT_S)
+        tasks = wait_until(lambda: (len(set(plane.tasks) - before) >= 3 and
+                                    [plane.tasks[a] for a in set(plane.tasks) - before]), "three tasks", JOB_TIMEOUT_S)
+        ready = wait_until(lambda: all(client.get(f"/files/encode/{i}").json()["state"] == "ready" for i in keys),
+                           "three files ready", JOB_TIMEOUT_S)
 
     assert ready
     by_key = {t.tags["dagster/partition"]: t for t in tasks}
@@ -256,20 +240,3 @@ def test_a_backfill_of_three_partitions_from_the_ui_runs_three_sized_tasks(farga
         assert (task.cpu, task.memory, task.ephemeral_storage_gib, task.tags["cfdb/size_class"]) == (
             str(sized.size_class.cpu), str(sized.size_class.memory_mib), sized.storage_gib, sized.size_class.name)
         assert "cfdb/job_id" not in task.tags  # a backfill, no request behind it
-
-
-def _wait(probe, timeout: float = 120, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not true within {timeout} s: {probe}")
-
-
-def _answers(client: httpx.Client, path: str) -> bool:
-    try:
-        return client.get(path).status_code == 200
-    except httpx.TransportError:
-        return False

@@ -21,22 +21,10 @@ from resources import Ledger, SourceSpec, open_store
 from resources.ledger import jobs as jobs_table
 from synthetic.demo import document, write_demo
 from synthetic.small import bed_text, vcf_text
+from tests.e2e.dagster_ui import answers, backfill, launch, wait_until
 from tests.e2e.service import Service
 from tests.helpers import manifest_for
 
-REPOSITORY = {"repositoryLocationName": "cfdb_assets", "repositoryName": "__repository__"}
-LAUNCH = """mutation($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}"""
-BACKFILL = """mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) { __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } }
-}"""
-RUN = """query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"""
 TIMEOUT_S = 300
 
 
@@ -59,25 +47,14 @@ def operated(tmp_path_factory):
     service.start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{service.dagster_port}", timeout=60) as ui:
-            _wait(lambda: _answers(ui), "the Dagster webserver answers")
+            wait_until(lambda: answers(ui), "the Dagster webserver answers")
             yield service, ui
     finally:
         service.stop()
 
 
-def _graphql(ui: httpx.Client, query: str, variables: dict) -> dict:
-    body = ui.post("/graphql", json={"query": query, "variables": variables}).json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
 def _launch(ui: httpx.Client, job: str, config: dict) -> str:
-    launched = _graphql(ui, LAUNCH, {"params": {"selector": {**REPOSITORY, "jobName": job},
-                                                "runConfigData": config}})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    status = _wait(lambda: _graphql(ui, RUN, {"id": run_id})["runOrError"]["status"] in ("SUCCESS", "FAILURE")
-                   and _graphql(ui, RUN, {"id": run_id})["runOrError"]["status"], f"run {run_id} ends")
+    run_id, status = launch(ui, job, config)
     assert status == "SUCCESS", run_id
     return run_id
 
@@ -100,17 +77,13 @@ def test_register_backfill_reregister_then_housekeeping(operated):
     assert first["registered"] == 23, first
     assert first["selected by dcc/format"] == {"4dn/VCF": 9, "encode/BED": 14}
 
-    for partition_set in ("encode_intervals_partition_set", "4dn_intervals_partition_set"):
-        backfill = _graphql(ui, BACKFILL, {"params": {
-            "selector": {"partitionSetName": partition_set, "repositorySelector": {
-                "repositoryName": "__repository__", "repositoryLocationName": "cfdb_assets"}},
-            "allPartitions": True}})["launchPartitionBackfill"]
-        assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
+    for job in ("encode_intervals", "4dn_intervals"):
+        backfill(ui, job)
 
     with service.client() as api:
         def states():
             return {i: api.get(f"/files/{'4dn' if i.startswith('4DN') else 'encode'}/{i}").json()["state"] for i in ops}
-        _wait(lambda: set(states().values()) == {"ready"}, "all 20 files ready", timeout=TIMEOUT_S)
+        wait_until(lambda: set(states().values()) == {"ready"}, "all 20 files ready", TIMEOUT_S)
         jobs_seen = [api.get(f"/files/encode/{i}").json()["job"] for i in ops[:12]]
     assert jobs_seen == [None] * 12  # built by the backfill: no request, no job
 
@@ -151,20 +124,3 @@ def test_register_backfill_reregister_then_housekeeping(operated):
     assert {s.key for s in store.sets()} & {stale, orphan} == set()
     with service.client() as api:  # nothing a live file needs was touched
         assert {api.get(f"/files/encode/{i}").json()["state"] for i in ops[:12]} == {"ready"}
-
-
-def _answers(ui: httpx.Client) -> bool:
-    try:
-        return ui.get("/server_info").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def _wait(probe, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
