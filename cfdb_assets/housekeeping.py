@@ -149,7 +149,7 @@ def build_housekeeping(served_dccs: list[str], options: OutputOptions) -> tuple[
         context.add_output_metadata(done.metadata())
         return dg.Output(None)
 
-    @dg.job(name="housekeeping", tags={REGISTRATION_TAG: "writer"},
+    @dg.job(name="housekeeping", tags={REGISTRATION_TAG: "writer"}, executor_def=dg.in_process_executor,
             description="Tidy the ledger, the store and Dagster's run history (dry run unless dry_run: false).")
     def housekeeping():
         tidy_up()

@@ -14,8 +14,9 @@ def asset_partition_url(dagster_url: str, dcc: str, family: str, cache_key: str)
 
 
 def runs_url(dagster_url: str, local_id: str) -> str:
-    """The UI's run list filtered to one accession's runs (tag cfdb/local_id)."""
-    return f"{dagster_url}/runs?{urlencode({'q[]': f'tag:cfdb/local_id={local_id}'})}"
+    """The UI's run list filtered to one accession's runs (tag cfdb/local_id), backfill runs included
+    (the list shows only a backfill's own row otherwise)."""
+    return f"{dagster_url}/runs?{urlencode({'q[]': f'tag:cfdb/local_id={local_id}', 'view': 'RUNS'})}"
 
 
 def file_url(api_url: str, dcc: str, local_id: str) -> str:

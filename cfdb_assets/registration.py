@@ -167,7 +167,7 @@ def build_registration(served_dccs: list[str], options: OutputOptions) -> tuple[
         context.add_output_metadata(report.metadata())
         return dg.Output(None)
 
-    @dg.job(name="register_catalog", tags={REGISTRATION_TAG: "writer"},
+    @dg.job(name="register_catalog", tags={REGISTRATION_TAG: "writer"}, executor_def=dg.in_process_executor,
             description="Register catalog files for backfills: select by DCC, format, size, accession.")
     def register_catalog():
         register_files()

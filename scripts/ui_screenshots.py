@@ -11,13 +11,13 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cfdb_assets.links import runs_url  # noqa: E402
 from synthetic.demo import write_demo  # noqa: E402
 from tests.cdp import Browser  # noqa: E402
 from tests.e2e.dagster_ui import answers, backfill, launch, wait_until  # noqa: E402
@@ -61,7 +61,7 @@ def shoot(service: Service, out: Path) -> None:
             key = api.get("/files/encode/ENCFF000BED").json()["cache_key"]
         wait_until(lambda: _runs_ended(ui), "the backfill's runs end", 180)
         page("03-backfill-partitions", "/assets/encode/intervals/index?view=partitions")
-        page("04-find-a-file", f"/runs?q%5B%5D={quote('tag:cfdb/local_id=ENCFF000BED')}")
+        page("04-find-a-file", runs_url("", "ENCFF000BED"))
         page("05-asset-partition", f"/assets/encode/intervals/index?view=partitions&partition={key}")
         failed = _failed_run(ui)
         if failed:

@@ -180,7 +180,7 @@ def test_find_prints_a_files_key_state_and_links(settings, store, capsys, monkey
     assert (out["cache_key"], out["state"]) == (key, "ready")
     assert out["partition"] == (f"http://ui.example/assets/encode/intervals/index?view=partitions&partition={key}")
     assert out["/files"] == "http://api.example/files/encode/ENCFF000BED"
-    assert out["runs"] == "http://ui.example/runs?q%5B%5D=tag%3Acfdb%2Flocal_id%3DENCFF000BED"
+    assert out["runs"] == "http://ui.example/runs?q%5B%5D=tag%3Acfdb%2Flocal_id%3DENCFF000BED&view=RUNS"
 
     assert find.main(["encode", "NOPE"]) == 1
     assert "encode/NOPE is not in the catalog" in capsys.readouterr().err
