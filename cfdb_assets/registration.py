@@ -86,7 +86,9 @@ def register(
         new: dict[str, list[str]] = {}
         for spec in batch:
             name = family_name(spec.dcc, spec.family)
-            keys = known.setdefault(name, existing(name))
+            if name not in known:  # once per partition set and run (not setdefault: it would read every time)
+                known[name] = existing(name)
+            keys = known[name]
             if spec.cache_key in keys:
                 report.already += 1
             else:

@@ -23,8 +23,10 @@ class Partitions:
     def __init__(self):
         self.sets: dict[str, set[str]] = {}
         self.writes: list[tuple[str, int]] = []
+        self.reads: list[str] = []
 
     def existing(self, name: str) -> set[str]:
+        self.reads.append(name)
         return set(self.sets.get(name, set()))
 
     def add(self, name: str, keys: list[str]) -> None:
@@ -63,6 +65,7 @@ def test_a_second_registration_adds_nothing(settings):
     second = _register(settings, partitions)
 
     assert first.registered == 7 and first.skipped["not public (HuBMAP access level)"] == 1
+    assert sorted(partitions.reads) == sorted(set(partitions.reads))  # each set read once per run
     assert (second.registered, second.already) == (0, first.registered)
     assert sum(n for _, n in partitions.writes) == first.registered
 
