@@ -52,6 +52,7 @@ __all__ = [
 
 ERROR_LIMIT = 1024
 PROGRESS_LIMIT = 256
+WAITING_FOR_WORKER = "waiting for a worker"  # a run was asked for; the reconciler says more once it exists
 
 
 
@@ -314,7 +315,7 @@ class Ledger(dg.ConfigurableResource):
             result = conn.execute(
                 jobs.update()
                 .where(jobs.c.job_id.in_(job_ids), jobs.c.state == QUEUED)
-                .values(state=REQUESTED, requested_at=now, updated_at=now)
+                .values(state=REQUESTED, requested_at=now, updated_at=now, progress=WAITING_FOR_WORKER)
             )
         return result.rowcount
 

@@ -508,6 +508,7 @@ def test_mark_requested_moves_only_queued_jobs_and_stamps_the_time(ledger):
     assert ledger.mark_requested([job.job_id]) == 0  # already requested
     requested = ledger.job(job.job_id)
     assert requested.state == "requested" and requested.active and requested.requested_at is not None
+    assert requested.progress == "waiting for a worker"  # /jobs says something from the first tick on
     assert ledger.queued() == []
     again, created = ledger.request(_spec(), HOUR)  # a GET while requested attaches to the job
     assert not created and again.job_id == job.job_id
