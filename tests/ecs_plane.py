@@ -98,6 +98,8 @@ class EcsPlane:
         self._metadata.shutdown()
         for record in self.tasks.values():
             if record.process and record.process.poll() is None:
+                if record.container:  # the container outlives its podman client: remove it
+                    _podman("rm", "--force", record.container)
                 os.killpg(record.process.pid, signal.SIGKILL)
 
     def register(self, family: str, container: str, environment: dict[str, str]) -> str:
