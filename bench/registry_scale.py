@@ -40,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 from cfdb_assets.planning import OutputOptions  # noqa: E402
 from cfdb_assets.registration import RegistrationConfig, register  # noqa: E402
 from resources import Settings, adapters  # noqa: E402
-from tests.e2e.dagster_ui import answers, wait_until  # noqa: E402
+from tests.e2e.dagster_ui import answers  # noqa: E402
 from tests.e2e.service import free_port  # noqa: E402
+from tests.helpers import wait_until  # noqa: E402
 
 DCC = "encode"
 FORMATS = [("format:3003", "BED", "bed"), ("format:3016", "VCF", "vcf.gz"), ("format:2572", "BAM", "bam")]

@@ -20,8 +20,9 @@ sys.path.insert(0, str(ROOT))
 from cfdb_assets.links import runs_url  # noqa: E402
 from synthetic.demo import write_demo  # noqa: E402
 from tests.cdp import Browser  # noqa: E402
-from tests.e2e.dagster_ui import answers, backfill, launch, wait_until  # noqa: E402
+from tests.e2e.dagster_ui import answers, backfill, launch  # noqa: E402
 from tests.e2e.service import Service  # noqa: E402
+from tests.helpers import wait_until  # noqa: E402
 
 DISMISS = """(() => { const skip = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Skip');
   if (skip) skip.click(); return Boolean(skip) })()"""

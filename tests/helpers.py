@@ -7,6 +7,7 @@ import json
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +91,15 @@ def tls_served(server, certs: Path) -> Iterator[Path]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def wait_until(probe, what: str, timeout_s: float = 120, every_s: float = 0.5):
+    """Poll ``probe`` until it returns something true, and return that; AssertionError naming
+    ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")

@@ -3,11 +3,11 @@ launchpad, launch a backfill of a partition set, add a dynamic partition, wait f
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
-__all__ = ["add_partition", "answers", "backfill", "launch", "wait_until"]
+from tests.helpers import wait_until
+
+__all__ = ["add_partition", "answers", "backfill", "launch"]
 
 LOCATION = "cfdb_assets"
 REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
@@ -72,13 +72,3 @@ def backfill(ui: httpx.Client, job: str, partitions: list[str] | None = None) ->
 def add_partition(ui: httpx.Client, partitions_def: str, key: str) -> None:
     added = graphql(ui, ADD_PARTITION, {"repo": REPOSITORY, "name": partitions_def, "key": key})
     assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", added
-
-
-def wait_until(probe, what: str, timeout_s: float = 120, every_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")

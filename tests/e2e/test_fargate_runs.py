@@ -25,11 +25,11 @@ from resources import Ledger, SourceSpec
 from synthetic.large import bam_bytes_per_read, write_bam
 from synthetic.small import bed_text
 from tests.ecs_plane import EcsPlane
-from tests.e2e.dagster_ui import add_partition, answers, backfill, wait_until
+from tests.e2e.dagster_ui import add_partition, answers, backfill
 from tests.e2e.production import (
     aws_client, aws_resources, catalog_snapshot, fresh_database, instance_env, production_home)
 from tests.e2e.service import Service
-from tests.helpers import gosling_read
+from tests.helpers import gosling_read, wait_until
 
 BAM_MB = 200  # the "cold 200 MB BAM": a small-class worker, a real sort
 JOB_TIMEOUT_S = 300

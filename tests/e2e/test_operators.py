@@ -21,9 +21,9 @@ from resources import Ledger, SourceSpec, open_store
 from resources.ledger import jobs as jobs_table
 from synthetic.demo import document, write_demo
 from synthetic.small import bed_text, vcf_text
-from tests.e2e.dagster_ui import answers, backfill, launch, wait_until
+from tests.e2e.dagster_ui import answers, backfill, launch
 from tests.e2e.service import Service
-from tests.helpers import manifest_for
+from tests.helpers import manifest_for, wait_until
 
 TIMEOUT_S = 300
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from synthetic.demo import write_demo
-from tests.e2e.service import Service
+from tests.e2e.service import Service, alive
 
 SERVICES = {"daemon": "dagster-daemon", "webserver": "dagster-webserver", "api": "serve.asgi:app"}
 
@@ -47,19 +47,11 @@ def _services(run_pid: int) -> dict[str, int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its parent."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _live_members(groups: set[int]) -> dict[int, str]:
     """Live processes in these process groups, with their command lines."""
     out = {}
     for pid, (_, pgid) in _processes().items():
-        if pgid in groups and _alive(pid):
+        if pgid in groups and alive(pid):
             with contextlib.suppress(OSError):
                 out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
     return out
@@ -107,7 +99,7 @@ def test_crashed_api_is_restarted_alone_and_sigterm_stops_every_group(supervised
 
     now = _services(svc.proc.pid)
     assert now == {**before, "api": second}, (before, now)  # daemon and webserver untouched
-    assert _alive(before["daemon"]) and _alive(before["webserver"])
+    assert alive(before["daemon"]) and alive(before["webserver"])
     api_log = (svc.data_dir / "logs" / "api.log").read_text()
     assert "run.sh: " in api_log and f"api (pid {before['api']}) exited with status 137" in api_log
     assert f"api (pid {first}) exited with status 137; restarting in 2 s" in api_log
@@ -125,4 +117,4 @@ def test_crashed_api_is_restarted_alone_and_sigterm_stops_every_group(supervised
     while (left := _live_members(svc.groups)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, left
-    assert not [pid for pid in members if _alive(pid)]
+    assert not [pid for pid in members if alive(pid)]

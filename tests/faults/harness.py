@@ -305,14 +305,6 @@ def processes() -> dict[int, Proc]:
     return out
 
 
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its parent."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 SERVICES = {"daemon": "dagster-daemon", "webserver": "dagster-webserver", "api": "serve.asgi:app"}
 
 
@@ -448,16 +440,6 @@ def wait_terminal(service: Service, job_ids: list[str], timeout: float, poll_s: 
                         errors.add(body["error"])
             time.sleep(poll_s)
     return last
-
-
-def wait_until(predicate, timeout: float, poll_s: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise TimeoutError(f"{what} not reached in {timeout} s")
 
 
 def service_logs(service: Service, tail: int = 3000) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from synthetic.small import bed_text, vcf_text
-from tests.e2e.service import Service
+from tests.e2e.service import Service, alive
 from tests.faults.harness import (
     BED,
     POSTGRES_URL,
@@ -37,7 +37,6 @@ from tests.faults.harness import (
     ConnectionCounter,
     FaultCatalog,
     TcpProxy,
-    alive,
     ledger_rows,
     pg_schema,
     pg_url,
@@ -49,8 +48,8 @@ from tests.faults.harness import (
     tmpfs,
     under,
     wait_terminal,
-    wait_until,
 )
+from tests.helpers import wait_until
 
 OUTAGE_S = 20.0
 ORIGIN = "https://designer.example.org"  # any browser origin: the answer must carry CORS for it
@@ -226,7 +225,7 @@ def ledger_outage(stack: Stack, fault, outage_s: float = OUTAGE_S) -> Outcome:
         done = [j for j, b in snapshot(service, out.job_ids).items() if b["status"] == "completed"]
         return jobs[done[0]] if done else None
 
-    hit = wait_until(first_ready, START_WAIT_S, poll_s=1, what="a first job completed")
+    hit = wait_until(first_ready, "a first job completed", START_WAIT_S, every_s=1)
     before = snapshot(service, out.job_ids)
     out.notes["in flight at the fault"] = sum(1 for b in before.values() if b["status"] not in TERMINAL)
     if not out.notes["in flight at the fault"]:
@@ -312,7 +311,7 @@ def daemon_killed(stack: Stack, mode: str = "runs") -> Outcome:
         def running() -> bool:
             return snapshot(service, out.job_ids).get(out.job_ids[0], {}).get("status") == "running"
 
-        wait_until(running, START_WAIT_S, poll_s=0.3, what="the large file's run in flight")
+        wait_until(running, "the large file's run in flight", START_WAIT_S, every_s=0.3)
         if mode == "tick" and stack.proxy is not None:
             stack.proxy.delay_s = TICK_DELAY_S
         try:
@@ -326,8 +325,8 @@ def daemon_killed(stack: Stack, mode: str = "runs") -> Outcome:
                         return any(r["state"] != "queued" for r in rows.values())
                     return len(_first_runs(instance, out.job_ids[1:])) == len(small)
 
-                wait_until(ready_to_kill, START_WAIT_S, poll_s=0.05 if mode == "tick" else 0.3,
-                           what=f"the {mode} moment")
+                wait_until(ready_to_kill, f"the {mode} moment", START_WAIT_S,
+                           every_s=0.05 if mode == "tick" else 0.3)
             old = services(service.proc.pid)["daemon"]
             rows = ledger_rows(stack.observe_url, out.job_ids)
             out.notes["ledger at the kill"] = dict(Counter(r["state"] for r in rows.values()))
@@ -344,7 +343,7 @@ def daemon_killed(stack: Stack, mode: str = "runs") -> Outcome:
             pid = services(service.proc.pid).get("daemon")
             return pid if pid and pid != old and line in service.log.read_text() else None
 
-        new = wait_until(restarted, 60, what="run.sh restarting the daemon")
+        new = wait_until(restarted, "run.sh restarting the daemon", 60)
         out.notes["daemon pids"] = f"{old} -> {new}"
         out.bodies = wait_terminal(service, out.job_ids, timeout=RECOVER_S)
         if not out.stuck:
@@ -399,7 +398,7 @@ def worker_killed(stack: Stack, grace_s: float = 5.0) -> Outcome:
         procs = [p for p in under(work) if p.cmdline.split(" ")[0].rsplit("/", 1)[-1] in TOOLS]
         return procs or None
 
-    tools = wait_until(tools_running, START_WAIT_S, poll_s=0.2, what="the pipeline's tools running")
+    tools = wait_until(tools_running, "the pipeline's tools running", START_WAIT_S, every_s=0.2)
     table = processes()
     scratch = Path(tools[0].cwd)
     group = tools[0].pgid  # the pipeline's own process group (bash, started in a new session)
