@@ -22,6 +22,7 @@ from cfdb_assets.names import ATTEMPT_TAG, JOB_ID_TAG, PERMANENT_KEY, Stage, fam
 from cfdb_assets.pipelines import PipelineError, ToolOptions
 from cfdb_assets.tools import ToolError, scrub
 from cfdb_assets.planning import OutputOptions
+from cfdb_assets.memory import sort_memory_per_thread
 from cfdb_assets.sizing import SORT_MEMORY_TAG, THREADS_TAG, size_run
 from resources import ArtifactStore, Catalog, FetchError, Ledger, LedgerError, Manifest, SortedStage, SourceFetcher
 
@@ -76,7 +77,7 @@ class Tools(dg.ConfigurableResource):
         """The build steps, with the tools sized to this run's worker when its tags say so."""
         tags = run_tags or {}
         threads = int(tags.get(THREADS_TAG) or self.threads)
-        sort_memory = tags.get(SORT_MEMORY_TAG) or self.sort_memory
+        sort_memory = sort_memory_per_thread(tags.get(SORT_MEMORY_TAG) or self.sort_memory, threads)
         return Builder(
             catalog=catalog,
             store=store,

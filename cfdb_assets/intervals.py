@@ -264,7 +264,7 @@ def sorted_intervals(route: Route, source: Path, gzipped: bool, workdir: Path, o
     steps.append("tee /dev/fd/3")  # a copy of every line for the coordinate check, below
     steps.append(f"{{ grep -Ev '{_NOT_DATA[route.preset]}' || [ $? -eq 1 ]; }}")
     steps.append(
-        f"sort -t \"$(printf '\\t')\" {_INTERVAL_SORT[route.preset]} -S {opts.sort_memory} "
+        f"sort -t \"$(printf '\\t')\" {_INTERVAL_SORT[route.preset]} -S {opts.sort_buffer} "
         f"--parallel={opts.threads} -T sort_tmp"
     )
     # Header first, then the body once sort starts emitting; no data line at all is refused below.

@@ -53,7 +53,7 @@ class SizeClass:
     @property
     def sort_memory(self) -> str:
         """Per sort thread: half the task's memory shared by the threads (samtools sort's -m is per
-        thread; GNU sort gets the same figure as its whole buffer, well inside the task)."""
+        thread; GNU sort's buffer is the threads' total, the same half)."""
         return f"{self.memory_mib // 2 // self.threads}M"
 
 

@@ -10,6 +10,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from cfdb_assets.memory import to_bytes
+
 __all__ = ["SNIFF_BYTES", "PipelineError", "ToolOptions", "binary_kind", "link_or_copy", "sniff"]
 
 SNIFF_BYTES = 64 * 1024
@@ -45,8 +47,13 @@ class ToolOptions:
     bytes; the compression level does, and so is also part of the cache key."""
 
     threads: int
-    sort_memory: str  # per thread for samtools sort; the whole buffer for GNU sort
+    sort_memory: str  # per thread for samtools sort (-m); GNU sort's buffer is the threads' total
     compression_level: int
+
+    @property
+    def sort_buffer(self) -> str:
+        """GNU sort's -S: the per-thread memory times the threads (one sort uses them all)."""
+        return f"{to_bytes(self.sort_memory) * self.threads // 1024}K"
 
 
 def sniff(path: Path) -> tuple[bool, bytes]:

@@ -40,8 +40,10 @@ _HOST = re.compile(r"^\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 # (0.48x / 0.81x) but 1.08x / 1.11x the bytes every browser view then reads.
 DEFAULT_COMPRESSION_LEVEL = 4
 DEFAULT_THREADS = 2
-DEFAULT_SORT_MEMORY = "768M"  # per thread for samtools sort; the whole buffer for GNU sort
-_MEMORY = re.compile(r"^\d+[KMG]?$", re.IGNORECASE)
+# Per sort thread (samtools' -m; GNU sort gets the threads' total): "auto" sizes it from the memory
+# available to the run when it starts (cfdb_assets/memory.py).
+DEFAULT_SORT_MEMORY = "auto"
+_MEMORY = re.compile(r"^(\d+[KMG]?|auto)$", re.IGNORECASE)
 
 
 LOCAL, PRODUCTION = "local", "production"
@@ -208,7 +210,7 @@ class Settings:
                 raise SettingsError(f"CFDB_DCCS has an invalid DCC name {dcc!r}; use letters, digits, _.")
         sort_memory = env.get("CFDB_SORT_MEMORY", "").strip() or DEFAULT_SORT_MEMORY
         if not _MEMORY.match(sort_memory):
-            raise SettingsError(f"CFDB_SORT_MEMORY={sort_memory!r} must look like 512M or 2G.")
+            raise SettingsError(f"CFDB_SORT_MEMORY={sort_memory!r} must be auto, or look like 512M or 2G.")
         return cls(
             data_dir=data_dir,
             catalog=env.get("CFDB_CATALOG", "").strip() or str(data_dir / "demo" / "catalog.jsonl"),

@@ -122,3 +122,14 @@ def test_the_tools_follow_the_worker_a_run_got():
 
     assert (sized.tools.threads, sized.tools.sort_memory, sized.tools.compression_level) == (8, "2048M", 4)
     assert (local.tools.threads, local.tools.sort_memory) == (2, "768M")
+
+
+def test_auto_sort_memory_follows_the_run_machine(monkeypatch):
+    from cfdb_assets.assets import Tools
+
+    monkeypatch.setattr("cfdb_assets.memory.available_memory", lambda: 6 * 1024**3)
+    tools = Tools(work_dir="/tmp/w", threads=2, sort_memory="auto", compression_level=4)
+    assert tools.builder(None, None, None, None).tools.sort_memory == "1536M"  # half of 6 GiB, per thread
+    # A sized run's tag still wins over the machine.
+    sized = tools.builder(None, None, None, None, run_tags={"cfdb/threads": "4", "cfdb/sort_memory": "2048M"})
+    assert sized.tools.sort_memory == "2048M"

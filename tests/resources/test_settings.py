@@ -28,7 +28,7 @@ def test_defaults_derive_from_the_data_dir(tmp_path):
     assert settings.dccs == ("4dn", "encode", "hubmap")
     assert settings.dagster_url == "http://localhost:3000"
     assert settings.threads == 2
-    assert settings.sort_memory == "768M"
+    assert settings.sort_memory == "auto"
     assert settings.compression_level == 4  # bench/pipelines.py chose it
     assert settings.failure_retry == timedelta(hours=1)
     assert settings.allow_http_loopback is False
@@ -102,6 +102,7 @@ OVERRIDES = [
     ("CFDB_SORT_MEMORY", "2G", "sort_memory", "2G"),
     ("CFDB_SORT_MEMORY", "512m", "sort_memory", "512m"),
     ("CFDB_SORT_MEMORY", "1000000", "sort_memory", "1000000"),
+    ("CFDB_SORT_MEMORY", "auto", "sort_memory", "auto"),
     ("CFDB_COMPRESSION_LEVEL", "9", "compression_level", 9),
     ("CFDB_COMPRESSION_LEVEL", "0", "compression_level", 0),
     ("CFDB_FAILURE_RETRY_S", "60", "failure_retry", timedelta(seconds=60)),
