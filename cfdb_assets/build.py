@@ -1,8 +1,9 @@
 """The two build steps of a cache_key, as plain functions over the adapters: the assets call them,
 and tests call them without Dagster.
 
-``sorted``: fetch the source (checksum verified), sort and compress it, store the data (and the
-index when the sort wrote one) and the sorted-stage record. ``index``: index the stored data unless
+``sorted``: fetch the source and sort and compress it as it arrives (the checksum verified before
+anything is stored), store the data (and the index when the sort wrote one) and the sorted-stage
+record. ``index``: index the stored data unless
 the sort already did, then commit the set by writing its manifest, last.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfdb_assets.formats import route_for
-from cfdb_assets.pipelines import ToolOptions, build_index, build_sorted, index_kind_of
+from cfdb_assets.pipelines import Incoming, ToolOptions, build_index, build_sorted, index_kind_of
 from cfdb_assets.tools import tool_versions
 from cfdb_assets.planning import OutputOptions, plan_for
 from resources import (
@@ -80,11 +81,14 @@ class Builder:
         started = time.monotonic()
         with self.scratch(label) as workdir:
             self.progress("fetching")
-            download = self.fetcher.download(
-                record.access_url, workdir / "source", source.checksum, FetchProgress(self.progress, source.size))
-            self.log.info(f"Fetched {download.size} bytes, checksum verified.")
-            self.progress(f"sorting and compressing {_size_text(download.size)}")
-            data = build_sorted(route, download.path, workdir, self.tools)
+            size_text = f" {_size_text(source.size)}" if source.size else ""
+            fetched = FetchProgress(self.progress, source.size, f"fetching and sorting{size_text}")
+            # The tools read the source while it arrives; its checksum is verified (result()) before
+            # anything is stored.
+            with self.fetcher.spool(record.access_url, workdir / "source", source.checksum, fetched) as spool:
+                data = build_sorted(route, Incoming(spool.path, spool), workdir, self.tools)
+                download = spool.result()
+            self.log.info(f"Fetched {download.size} bytes, checksum verified; sorted.")
             self.progress("storing the sorted data")
             same_bytes = os.path.samefile(data, download.path)  # an already-sorted BAM
             digest = download.sha256 if same_bytes else file_sha256(data)
@@ -173,17 +177,22 @@ class FetchProgress:
     """Turns a download's byte count into a progress sentence, at most every ``every_s`` seconds
     (each one is a ledger write)."""
 
-    def __init__(self, report: Callable[[str], None], total: int | None, every_s: float = 2.0):
-        self.report, self.total, self.every_s = report, total, every_s
+    def __init__(self, report: Callable[[str], None], total: int | None, after: str = "", every_s: float = 2.0):
+        self.report, self.total, self.after, self.every_s = report, total, after, every_s
         self._last = time.monotonic()
+        self._received = 0
 
     def __call__(self, received: int) -> None:
         now = time.monotonic()
-        if now - self._last < self.every_s:
+        done = self.total is not None and received >= self.total
+        if now - self._last < self.every_s and not done:
             return
         self._last = now
+        if done and self.after:
+            self.report(self.after)  # the tools go on after the last byte
+            return
         of = f" of {_size_text(self.total)}" if self.total else ""
-        self.report(f"fetching: {_size_text(received)}{of}")
+        self.report(f"fetching and sorting: {_size_text(received)}{of} received")
 
 
 def _size_text(size: int) -> str:

@@ -5,12 +5,13 @@ the index reaches the first record. Pure: imports neither Dagster nor Starlette.
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import shlex
 from pathlib import Path
 
 from cfdb_assets.formats import Route
-from cfdb_assets.sources import PipelineError, ToolOptions, sniff
+from cfdb_assets.sources import Incoming, PipelineError, ToolOptions, sniff
 from cfdb_assets.tools import ToolError, run, scrub
 
 __all__ = ["bigbed_to_bed", "check_reachable", "sorted_intervals", "tabix"]
@@ -176,12 +177,14 @@ def _coordinate_problem(line: str, preset: str) -> str:
     return "has malformed coordinates"
 
 
-def _leading_header(path: Path, gzipped: bool, preset: str) -> tuple[list[tuple[int, str]], int | None]:
+def _leading_header(source: Incoming, gzipped: bool, preset: str) -> tuple[list[tuple[int, str]], int | None]:
     """The header lines before the first data line, with their 1-based line numbers (blank lines
-    skipped; stops at ##FASTA), and the number of the first data line (None: there is none)."""
-    opener = gzip.open if gzipped else open
+    skipped; stops at ##FASTA), and the number of the first data line (None: there is none).
+    Reads the stream only as far as the first data line."""
+    raw = source.open()
+    binary = gzip.GzipFile(fileobj=raw) if gzipped else raw
     lines = []
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+    with raw, io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="") as fh:
         for number, raw in enumerate(fh, start=1):
             line = raw.rstrip("\r\n")
             if not line.strip():
@@ -237,44 +240,33 @@ def _line_count(path: Path, gzipped: bool) -> int:
     return count + (last != b"\n")
 
 
-def sorted_intervals(route: Route, source: Path, gzipped: bool, workdir: Path, opts: ToolOptions) -> Path:
+def sorted_intervals(route: Route, source: Path | Incoming, gzipped: bool, workdir: Path, opts: ToolOptions) -> Path:
+    """The records behind their header, sorted and bgzipped, into ``workdir``. The source is read as
+    it arrives, and first without a sort: most catalog files are sorted already, and when the
+    check beside that pass (``sort -C``, the sort's own order) passes, the sort's output would be
+    those very bytes. At the first record out of order that pass stops and the sort runs, reading
+    the spool from its start."""
+    source = Incoming.of(source)
     out = workdir / route.data_name
     given, given_gzipped = source, gzipped  # line numbers refer to the file as the catalog gave it
     what = f"{route.format} file"
     if route.format == "bigBed":
         bed = workdir / "source.bed"
-        bigbed_to_bed(source, bed)
-        source, gzipped, what = bed, False, "BED made from the bigBed file"
+        bigbed_to_bed(source.complete(), bed)
+        source, gzipped, what = Incoming(bed), False, "BED made from the bigBed file"
     if route.format == "GTF":
         _gtf_to_gff3(source, gzipped, workdir, opts)
-        source, gzipped, what = workdir / "source.gff3", False, "GFF3 converted from the GTF file"
-    src = shlex.quote(str(source))
+        source, gzipped, what = Incoming(workdir / "source.gff3"), False, "GFF3 converted from the GTF file"
     header, first_record = _leading_header(source, gzipped, route.preset)
     if route.format == "VCF" and first_record is not None:
         _check_vcf_header(header, first_record)
     (workdir / "header.txt").write_text("".join(f"{line}\n" for _, line in header), encoding="utf-8")
-
-    # The body: everything but header, comment and blank lines (grep is far cheaper than awk here:
-    # this pass sees every byte). CR line endings are stripped only when the file has them.
-    steps = [f"bgzip -dc -@ {opts.threads} {src}" if gzipped else f"cat {src}"]
-    if b"\r" in sniff(source)[1]:
-        steps.append("tr -d '\\r'")
-    if route.preset == "gff":
-        steps.append("sed '/^##FASTA/,$d'")  # the FASTA section is not features
-    steps.append("tee /dev/fd/3")  # a copy of every line for the coordinate check, below
-    steps.append(f"{{ grep -Ev '{_NOT_DATA[route.preset]}' || [ $? -eq 1 ]; }}")
-    steps.append(
-        f"sort -t \"$(printf '\\t')\" {_INTERVAL_SORT[route.preset]} -S {opts.sort_buffer} "
-        f"--parallel={opts.threads} -T sort_tmp"
-    )
-    # Header first, then the body once sort starts emitting; no data line at all is refused below.
-    steps.append('{ if IFS= read -r first; then cat header.txt; printf "%s\\n" "$first"; cat; else : > empty; fi; }')
-    steps.append(f"bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(out.name)}")
     (workdir / "sort_tmp").mkdir(exist_ok=True)
+    carriage_returns = b"\r" in sniff(source)[1]
     try:
-        # The check runs beside the sort, on fd 3, in the same pass; when it stops at a bad line,
-        # tee's copy breaks and the whole pipeline fails.
-        run(f"{{ {' | '.join(steps)}; }} 3>&1 >/dev/null | {_coordinate_check(route.preset)}", workdir)
+        if not _passed_sorted(route, source, gzipped, carriage_returns, workdir, opts):
+            _clear(workdir, out)
+            run(_body_pipeline(route, gzipped, carriage_returns, opts, sort=True), workdir, stdin=source.open())
     except ToolError as exc:
         if exc.resource_exhausted:
             raise  # transient: the attempt is retried
@@ -282,7 +274,7 @@ def sorted_intervals(route: Route, source: Path, gzipped: bool, workdir: Path, o
         detail = str(exc).replace("{ failed", "the pipeline failed", 1)  # the command starts with '{'
         raise PipelineError(f"The {route.format} file cannot be sorted: {detail}") from None
     if (workdir / "empty").exists():
-        lines = _line_count(given, given_gzipped) if route.format != "bigBed" else 0
+        lines = _line_count(given.complete(), given_gzipped) if route.format != "bigBed" else 0
         found = "the file has no records"
         if lines:
             found = f"lines 1-{lines} of the {route.format} file hold no record, only {_DROPPED[route.preset]}"
@@ -290,15 +282,69 @@ def sorted_intervals(route: Route, source: Path, gzipped: bool, workdir: Path, o
     return out
 
 
-def _gtf_to_gff3(source: Path, gzipped: bool, workdir: Path, opts: ToolOptions) -> None:
+SORTED_STATUS = "sorted.status"  # in the work dir: sort -C's exit status (0: in order, 1: not)
+
+
+def _passed_sorted(route: Route, source: Incoming, gzipped: bool, carriage_returns: bool, workdir: Path,
+                   opts: ToolOptions) -> bool:
+    """Run the pass without a sort; whether it produced the artifact. A pass that failed for
+    another reason than the order raises (the same failure would stop the sort)."""
+    command = _body_pipeline(route, gzipped, carriage_returns, opts, sort=False)
+    try:
+        run(command, workdir, stdin=source.open())
+        failure = None
+    except ToolError as exc:
+        failure = exc
+    status = (workdir / SORTED_STATUS).read_text().strip() if (workdir / SORTED_STATUS).exists() else ""
+    if status == "1":
+        return False
+    if failure is not None:
+        raise failure
+    return status == "0"
+
+
+def _clear(workdir: Path, out: Path) -> None:
+    for path in (out, workdir / BAD_LINE, workdir / "empty", workdir / SORTED_STATUS):
+        path.unlink(missing_ok=True)
+
+
+def _body_pipeline(route: Route, gzipped: bool, carriage_returns: bool, opts: ToolOptions, sort: bool) -> str:
+    """The shell pipeline from the source on stdin to the bgzipped artifact. The body is everything
+    but header, comment and blank lines (grep is far cheaper than awk here: this pass sees every
+    byte); CR line endings are stripped only when the file has them. With ``sort``, GNU sort
+    orders it; without, ``sort -C`` checks beside the pass that it is already in that order, and
+    its stopping at the first record out of order stops the pass (tee's copy breaks)."""
+    steps = [f"bgzip -dc -@ {opts.threads}" if gzipped else "cat"]
+    if carriage_returns:
+        steps.append("tr -d '\\r'")
+    if route.preset == "gff":
+        steps.append("sed '/^##FASTA/,$d'")  # the FASTA section is not features
+    steps.append("tee /dev/fd/3")  # a copy of every line for the coordinate check, below
+    steps.append(f"{{ grep -Ev '{_NOT_DATA[route.preset]}' || [ $? -eq 1 ]; }}")
+    keys = f"-t \"$(printf '\\t')\" {_INTERVAL_SORT[route.preset]}"
+    if sort:
+        steps.append(f"sort {keys} -S {opts.sort_buffer} --parallel={opts.threads} -T sort_tmp")
+    else:
+        steps.append("tee /dev/fd/4")
+    # Header first, then the body once sort starts emitting; no data line at all is refused below.
+    steps.append('{ if IFS= read -r first; then cat header.txt; printf "%s\\n" "$first"; cat; else : > empty; fi; }')
+    steps.append(f"bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(route.data_name)}")
+    body = " | ".join(steps)
+    if not sort:
+        body = f"{{ {body}; }} 4>&1 >/dev/null | {{ sort -C {keys}; echo $? > {SORTED_STATUS}; }}"
+    # The coordinate check runs beside the pass, on fd 3; when it stops at a bad line, tee's copy
+    # breaks and the whole pipeline fails.
+    return f"{{ {body}; }} 3>&1 >/dev/null | {_coordinate_check(route.preset)}"
+
+
+def _gtf_to_gff3(source: Incoming, gzipped: bool, workdir: Path, opts: ToolOptions) -> None:
     """GTF → workdir/source.gff3 (Gosling parses GFF3 only; gffread keeps genes, comments and
     attributes). The GTF's coordinates are checked first, as it is copied, with its own line
     numbers; gffread would drop a feature with a bad start and swap a start after its end, saying
     so only on stderr, which is read here."""
-    src = shlex.quote(str(source))
-    decompress = f"bgzip -dc -@ {opts.threads} {src}" if gzipped else f"cat {src}"
+    decompress = f"bgzip -dc -@ {opts.threads}" if gzipped else "cat"
     try:
-        run(f"{decompress} | tee source.gtf | {_coordinate_check('gff')}", workdir)
+        run(f"{decompress} | tee source.gtf | {_coordinate_check('gff')}", workdir, stdin=source.open())
     except ToolError as exc:
         _refuse_bad_line(workdir, "GTF file", "gff", exc)
         raise PipelineError(f"The GTF file cannot be read: {exc}") from None

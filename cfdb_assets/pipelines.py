@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cfdb_assets.formats import ALIGNMENTS, INTERVALS, Route
 from cfdb_assets.intervals import check_reachable, sorted_intervals, tabix
-from cfdb_assets.sources import PipelineError, ToolOptions, binary_kind, link_or_copy, sniff
+from cfdb_assets.sources import Incoming, PipelineError, ToolOptions, binary_kind, link_or_copy, sniff, sniff_head
 from cfdb_assets.tools import ToolError, run
 
 __all__ = [
     "BAI_MAX",
+    "Incoming",
     "PipelineError",
     "ToolOptions",
     "build_index",
@@ -29,16 +32,15 @@ __all__ = [
 
 BAI_MAX = 2**29 - 1  # BAI/TBI cannot index coordinates beyond this; CSI can
 INDEX_KINDS = ("bai", "tbi", "csi")
-def _check_content(route: Route, source: Path) -> bool:
+def _check_content(route: Route, source: Incoming) -> bool:
     """Refuse bytes that are not what the route expects; returns whether the source is gzip."""
+    raw = source.head()
     if route.format == "bigBed":
-        with open(source, "rb") as fh:
-            head = fh.read(4)
-        if head != b"\xeb\xf2\x89\x87":
-            found = binary_kind(head) or "text"
+        if raw[:4] != b"\xeb\xf2\x89\x87":
+            found = binary_kind(raw[:4]) or "text"
             raise PipelineError(f"The file is labelled bigBed but its bytes are {found}, not bigBed.")
         return False
-    gzipped, head = sniff(source)
+    gzipped, head = sniff_head(raw)
     found = binary_kind(head)
     if route.family == ALIGNMENTS and found == "BAM":
         return gzipped  # SAM and BAM are both read by samtools, whatever the label says
@@ -50,11 +52,13 @@ def _check_content(route: Route, source: Path) -> bool:
     return gzipped
 
 
-def build_sorted(route: Route, source: Path, workdir: Path, opts: ToolOptions) -> Path:
-    """Turn a downloaded source into the sorted, block-compressed data artifact (in ``workdir``).
+def build_sorted(route: Route, source: Path | Incoming, workdir: Path, opts: ToolOptions) -> Path:
+    """Turn a source into the sorted, block-compressed data artifact (in ``workdir``). The source
+    may still be arriving (an ``Incoming`` spool): the tools read it as it comes.
 
     For alignments the index is written in the same pass, next to the data (``<data>.bai|.csi``);
     ``index_kind_of`` finds it."""
+    source = Incoming.of(source)
     gzipped = _check_content(route, source)
     if route.family == ALIGNMENTS:
         return _sorted_alignments(route, source, workdir, opts)
@@ -79,7 +83,7 @@ def build_index(route: Route, data: Path, workdir: Path, opts: ToolOptions) -> t
         link.symlink_to(data)  # index tools write next to their input: keep that in workdir
     q = shlex.quote(link.name)
     if route.family == ALIGNMENTS:
-        kind = "csi" if _max_reference_length(link, workdir) > BAI_MAX else "bai"
+        kind = "csi" if _max_reference_length(link, workdir)[0] > BAI_MAX else "bai"
         run(f"samtools index {'-c' if kind == 'csi' else '-b'} -@ {opts.threads} -o {q}.{kind} {q}", workdir)
         return workdir / f"{link.name}.{kind}", kind
     try:
@@ -95,47 +99,99 @@ def build_index(route: Route, data: Path, workdir: Path, opts: ToolOptions) -> t
     return workdir / f"{link.name}.{kind}", kind
 
 
-def _max_reference_length(alignments: Path, workdir: Path) -> int:
+def _max_reference_length(alignments: Path | Incoming, workdir: Path) -> tuple[int, bool]:
+    """The longest reference in the header, and whether the header says SO:coordinate (read from
+    the stream: the header comes first)."""
+    source = Incoming.of(alignments)
     try:
-        header = run(f"samtools view -H {shlex.quote(str(alignments))}", workdir)
+        header = run("samtools view -H -", workdir, stdin=source.open())
     except ToolError as exc:
         raise PipelineError(f"The alignment file's header cannot be read: {exc}") from None
     lengths = [int(m) for m in re.findall(r"^@SQ\t.*?\bLN:(\d+)", header, flags=re.MULTILINE)]
-    return max(lengths, default=0)
+    return max(lengths, default=0), re.search(r"^@HD\t.*\bSO:coordinate\b", header, flags=re.MULTILINE) is not None
 
 
-def _sorted_alignments(route: Route, source: Path, workdir: Path, opts: ToolOptions) -> Path:
+def _sorted_alignments(route: Route, source: Incoming, workdir: Path, opts: ToolOptions) -> Path:
+    """The sorted BAM and its index, in one pass. A BAM whose header says it is coordinate-sorted
+    waits for its last byte and tries the index-only path first; any other source is sorted as it
+    arrives, while a BAM is still checked, once complete, for being sorted all the same (the
+    header's SO tag is not trusted either way): the artifact is the same whichever path wins."""
     out = workdir / "sorted.bam"
-    src = shlex.quote(str(source))
     is_bam = sniff(source)[1].startswith(b"BAM\x01")
-    if is_bam:
-        # A BAM cut short lacks its EOF block; threaded readers may then exit 0 on partial data.
-        try:
-            run(f"samtools quickcheck {src}", workdir)
-        except ToolError:
-            raise PipelineError("The BAM file is truncated or damaged (samtools quickcheck failed).") from None
-    kind = "csi" if _max_reference_length(source, workdir) > BAI_MAX else "bai"
+    longest, says_sorted = _max_reference_length(source, workdir)
+    kind = "csi" if longest > BAI_MAX else "bai"
     index = workdir / f"sorted.bam.{kind}"
-    if is_bam and _already_sorted(source, index, kind, workdir, opts):
-        link_or_copy(source, out)
+    if is_bam and says_sorted:
+        path = source.complete()
+        _quickcheck(path, workdir)
+        if _already_sorted(path, index, kind, workdir, opts):
+            link_or_copy(path, out)
+        else:
+            index.unlink(missing_ok=True)
+            _sort(route, Incoming(path), out, index, workdir, opts)
     else:
-        index.unlink(missing_ok=True)
-        (workdir / "sort_tmp").mkdir(exist_ok=True)
-        try:
-            # --write-index builds the index in the sort's output pass: no second read of the data.
-            # --no-PG: no @PG line with our work path, so a rebuild gives the same bytes.
-            run(
-                f"samtools sort -@ {opts.threads} -m {opts.sort_memory} -l {opts.compression_level} "
-                f"-T sort_tmp/part --no-PG --write-index -o {out.name}##idx##{index.name} {src}",
-                workdir,
-            )
-        except ToolError as exc:
-            if exc.resource_exhausted:
-                raise  # transient: the attempt is retried
-            raise PipelineError(f"The {route.format} file cannot be sorted: {exc}") from None
+        _sort_unless_sorted(route, source, is_bam, out, index, kind, workdir, opts)
     if _record_count(out, index) == 0:
         raise PipelineError(f"Refusing to publish an empty {route.format} artifact: the file has no records.")
     return out
+
+
+def _sort_unless_sorted(route: Route, source: Incoming, is_bam: bool, out: Path, index: Path, kind: str,
+                        workdir: Path, opts: ToolOptions) -> None:
+    """Sort while the source arrives; once it is complete, a BAM that indexes as sorted cancels the
+    sort and becomes the artifact as it is (as when its header said so)."""
+    cancel = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="sort") as pool:
+        sorting = pool.submit(_sort, route, source, out, index, workdir, opts, cancel)
+        try:
+            path = source.complete()
+            if is_bam:
+                _quickcheck(path, workdir)
+                checked = workdir / f"source.{kind}"
+                if _already_sorted(path, checked, kind, workdir, opts):
+                    cancel.set()
+                    _wait_quietly(sorting)
+                    out.unlink(missing_ok=True)
+                    link_or_copy(path, out)
+                    checked.replace(index)
+                    return
+            sorting.result()
+        except BaseException:
+            cancel.set()
+            _wait_quietly(sorting)
+            raise
+
+
+def _wait_quietly(future) -> None:
+    try:
+        future.result()
+    except Exception:  # cancelled: its output is not used
+        pass
+
+
+def _quickcheck(path: Path, workdir: Path) -> None:
+    # A BAM cut short lacks its EOF block; threaded readers may then exit 0 on partial data.
+    try:
+        run(f"samtools quickcheck {shlex.quote(str(path))}", workdir)
+    except ToolError:
+        raise PipelineError("The BAM file is truncated or damaged (samtools quickcheck failed).") from None
+
+
+def _sort(route: Route, source: Incoming, out: Path, index: Path, workdir: Path, opts: ToolOptions,
+          cancel: threading.Event | None = None) -> None:
+    (workdir / "sort_tmp").mkdir(exist_ok=True)
+    try:
+        # --write-index builds the index in the sort's output pass: no second read of the data.
+        # --no-PG: no @PG line with our work path, so a rebuild gives the same bytes.
+        run(
+            f"samtools sort -@ {opts.threads} -m {opts.sort_memory} -l {opts.compression_level} "
+            f"-T sort_tmp/part --no-PG --write-index -o {out.name}##idx##{index.name} -",
+            workdir, stdin=source.open(), cancel=cancel,
+        )
+    except ToolError as exc:
+        if exc.resource_exhausted or (cancel and cancel.is_set()):
+            raise  # transient: the attempt is retried
+        raise PipelineError(f"The {route.format} file cannot be sorted: {exc}") from None
 
 
 _UNSORTED = ("unsorted", "not continuous", "not in a single block")

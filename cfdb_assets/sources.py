@@ -9,10 +9,11 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from cfdb_assets.memory import to_bytes
 
-__all__ = ["SNIFF_BYTES", "PipelineError", "ToolOptions", "binary_kind", "link_or_copy", "sniff"]
+__all__ = ["SNIFF_BYTES", "Incoming", "PipelineError", "ToolOptions", "binary_kind", "link_or_copy", "sniff", "sniff_head"]
 
 SNIFF_BYTES = 64 * 1024
 
@@ -56,10 +57,47 @@ class ToolOptions:
         return f"{to_bytes(self.sort_memory) * self.threads // 1024}K"
 
 
-def sniff(path: Path) -> tuple[bool, bytes]:
+class _Spool(Protocol):  # resources.spool.Spool
+    def reader(self) -> BinaryIO: ...
+    def result(self) -> object: ...
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A source for the pipelines: a file on disk, or a download still arriving in ``path`` (a
+    spool). Steps that stream read ``open()`` (it waits for bytes not yet in); steps that need the
+    whole file call ``complete()`` first, which also raises the download's error."""
+
+    path: Path
+    spool: _Spool | None = None
+
+    @classmethod
+    def of(cls, source: Path | Incoming) -> Incoming:
+        return source if isinstance(source, Incoming) else cls(Path(source))
+
+    def open(self) -> BinaryIO:
+        """A stream over the source from its first byte."""
+        return self.spool.reader() if self.spool else open(self.path, "rb")
+
+    def complete(self) -> Path:
+        """Wait for the last byte (verified); the file's path."""
+        if self.spool:
+            self.spool.result()
+        return self.path
+
+    def head(self) -> bytes:
+        """The first 64 KiB as stored (fewer when the file is smaller)."""
+        with self.open() as fh:
+            return fh.read(SNIFF_BYTES)
+
+
+def sniff(path: Path | Incoming) -> tuple[bool, bytes]:
     """(gzip-compressed?, up to 64 KiB of the content after decompression) from the file's head."""
-    with open(path, "rb") as fh:
-        raw = fh.read(SNIFF_BYTES)
+    return sniff_head(Incoming.of(path).head())
+
+
+def sniff_head(raw: bytes) -> tuple[bool, bytes]:
+    """``sniff`` of a head already read."""
     if raw[:2] != b"\x1f\x8b":
         return False, raw
     out, data = b"", raw

@@ -12,7 +12,9 @@ import re
 import shlex
 import signal
 import subprocess
+import threading
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["ToolError", "run", "scrub", "tool_versions"]
 
@@ -50,28 +52,79 @@ def scrub(text: str) -> str:
 # whole group: the group dies with its worker whichever way the worker goes. A cancelled run raises
 # in this thread (and _kill_group follows); a worker killed outright (SIGKILL, the OOM killer) sends
 # bash its parent-death signal (setpriv --pdeathsig), so no sort or samtools outlives it.
-_GUARDED = 'trap "trap - TERM; kill -KILL 0" TERM; ( {cmd}\n) & wait $!'
+# The explicit `0<&0` keeps stdin: bash gives a background command /dev/null otherwise.
+_GUARDED = 'trap "trap - TERM; kill -KILL 0" TERM; ( {cmd}\n) 0<&0 & wait $!'
 
 
-def run(cmd: str, cwd: Path) -> str:
+def run(cmd: str, cwd: Path, stdin: BinaryIO | None = None, cancel: threading.Event | None = None) -> str:
     """Run ``cmd`` under bash -o pipefail in its own process group, tied to this process's life;
-    return stdout. Raises ToolError (with the tail of stderr, paths scrubbed) on a non-zero exit."""
+    return stdout. Raises ToolError (with the tail of stderr, paths scrubbed) on a non-zero exit.
+
+    ``stdin``: a binary stream copied to the command's standard input by a thread (a download still
+    arriving: see resources/spool.py); an error raised while reading it is raised here, before the
+    tool's own. ``cancel``: set it from another thread to kill the command's whole group."""
     env = {**os.environ, "LC_ALL": "C", "TMPDIR": str(cwd)}
+    feed_from = None
+    if stdin is not None:
+        feed_from, feed_to = os.pipe()
     proc = subprocess.Popen(
         ["setpriv", "--pdeathsig", "TERM", "--", "bash", "-o", "pipefail", "-c", _GUARDED.format(cmd=cmd)],
         cwd=cwd, env=env, start_new_session=True,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+        stdin=subprocess.DEVNULL if feed_from is None else feed_from,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
     )
+    feeder = None
+    if feed_from is not None:
+        os.close(feed_from)
+        feeder = _Feeder(stdin, feed_to)
+    if cancel is not None:
+        threading.Thread(target=_kill_when, args=(cancel, proc), daemon=True).start()
     try:
         out, err = proc.communicate()
     except BaseException:
         _kill_group(proc)
         raise
+    finally:
+        if feeder:
+            feeder.join()
+    if feeder and feeder.error:
+        raise feeder.error
     if proc.returncode != 0:
         tail = "\n".join(err.strip().splitlines()[-8:])[-800:]
         tool = cmd.split()[0]
         raise ToolError(f"{tool} failed (exit {proc.returncode}): {scrub(tail) or 'no error output'}", proc.returncode)
     return out
+
+
+class _Feeder(threading.Thread):
+    """Copies a stream into a pipe's write end, then closes it. A reader that stopped early (the
+    tool needed only the head, or died) ends the copy quietly; an error of the stream is kept."""
+
+    def __init__(self, source: BinaryIO, fd: int):
+        super().__init__(daemon=True, name="tool-stdin")
+        self.source, self.fd, self.error = source, fd, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while chunk := self.source.read(1024 * 1024):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(self.fd, view):]
+        except BrokenPipeError:
+            pass
+        except Exception as exc:  # the download failed: the tool saw a cut-off input
+            self.error = exc
+        finally:
+            os.close(self.fd)
+            self.source.close()
+
+
+def _kill_when(cancel: threading.Event, proc: subprocess.Popen) -> None:
+    while proc.poll() is None:
+        if cancel.wait(0.2):
+            _kill_group(proc)
+            return
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -1,8 +1,9 @@
 """The source fetcher: downloads catalog sources (file://, https://) with checksum verification,
 and opens them for streaming (passthrough formats).
 
-Downloads are streamed to ``<dest>.part``, hashed on the way, compared with the catalog checksum,
-and renamed only when complete and verified.
+Downloads are spooled (resources/spool.py): streamed to a file in the work directory, hashed on the
+way, readable while they arrive, and verified against the catalog checksum before anything built
+from them is published.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from resources.fetch_errors import (
 )
 from resources.ranges import ByteRange, RangeNotSatisfiable, read_span
 from resources.settings import DEFAULT_UPSTREAM_HOSTS
+from resources.spool import Download, Spool
 from resources.upstream_guard import PinnedAdapter, check_url, resolve_checked
 
 __all__ = [
@@ -52,14 +54,6 @@ __all__ = [
 ]
 
 CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Download:
-    path: Path
-    size: int
-    md5: str
-    sha256: str
 
 
 @dataclass
@@ -95,36 +89,25 @@ class SourceFetcher(dg.ConfigurableResource):
         self, url: str, dest: Path, checksum: str | None, progress: Callable[[int], None] | None = None
     ) -> Download:
         """Fetch ``url`` to ``dest``, verifying ``checksum`` (``md5:<hex>`` / ``sha256:<hex>``);
-        ``progress`` is told the bytes received so far after each chunk.
-
-        Transient failures (5xx, resets, timeouts) restart the download from scratch, with
-        exponential backoff, up to ``retries`` times."""
+        ``progress`` is told the bytes received so far after each chunk. The bytes go to
+        ``<dest>.part``, renamed only when complete and verified. Transient failures (5xx, resets,
+        timeouts) resume where the bytes stopped, with exponential backoff, up to ``retries`` times."""
         part = dest.with_name(dest.name + ".part")
-        url = self.resolve(url)
         try:
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    got = self._download_once(url, part, dest, progress)
-                    break
-                except FetchError as exc:
-                    if exc.permanent or attempt > self.retries:
-                        raise
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            if checksum:
-                algo, _, expected = checksum.partition(":")
-                actual = got.md5 if algo == "md5" else got.sha256
-                if actual != expected:
-                    raise ChecksumMismatch(
-                        f"The source bytes do not match the catalog checksum: expected {algo} "
-                        f"{expected}, got {actual} ({got.size} bytes from {redact_url(url)}). "
-                        "The upstream file changed or the catalog is stale; re-sync the catalog."
-                    )
+            got = self.spool(url, part, checksum, progress).result()
             os.replace(part, dest)
-            return got
+            return Download(dest, got.size, got.md5, got.sha256)
         finally:
             part.unlink(missing_ok=True)
+
+    def spool(
+        self, url: str, dest: Path, checksum: str | None, progress: Callable[[int], None] | None = None
+    ) -> Spool:
+        """Start fetching ``url`` into ``dest`` in a thread, for readers that consume the bytes as
+        they arrive (resources/spool.py); ``result()`` verifies ``checksum``."""
+        url = self.resolve(url)
+        return Spool(lambda offset: self._chunks(url, offset), dest, checksum, redact_url(url), progress,
+                     self.retries, self.backoff_s)
 
     def resolve(self, url: str) -> str:
         """A ``drs://host/id`` URI → the https URL of its first https access method (GA4GH DRS v1:
@@ -167,18 +150,6 @@ class SourceFetcher(dg.ConfigurableResource):
             raise FetchError(f"The {what} at {redact_url(url)} is not a JSON object.")
         return value
 
-    def _download_once(self, url: str, part: Path, dest: Path, progress: Callable[[int], None] | None) -> Download:
-        md5, sha, size = hashlib.md5(), hashlib.sha256(), 0
-        with open(part, "wb") as out:
-            for chunk in self._chunks(url):
-                out.write(chunk)
-                md5.update(chunk)
-                sha.update(chunk)
-                size += len(chunk)
-                if progress:
-                    progress(size)
-        return Download(dest, size, md5.hexdigest(), sha.hexdigest())
-
     def size(self, url: str) -> int | None:
         """The upstream size (stat for file://, HEAD for https), or None when it does not say."""
         url = self.resolve(url)
@@ -191,8 +162,10 @@ class SourceFetcher(dg.ConfigurableResource):
         response.close()
         return _total_size(response)
 
-    def _chunks(self, url: str) -> Iterator[bytes]:
-        """The whole body of one attempt; a failure mid-body is a transient FetchError."""
+    def _chunks(self, url: str, offset: int = 0) -> Iterator[bytes]:
+        """The body of one attempt from byte ``offset`` on; a failure mid-body is a transient
+        FetchError. An https upstream that ignores the Range of a resume is read from its start,
+        the bytes before ``offset`` dropped."""
         if urlsplit(url).scheme == "file":
             path = self._file_path(url)
             try:
@@ -200,12 +173,23 @@ class SourceFetcher(dg.ConfigurableResource):
             except OSError as exc:
                 raise PermanentFetchError(f"The source {redact_url(url)} cannot be read ({exc.strerror}).") from None
             with fh:
+                fh.seek(offset)
                 while chunk := fh.read(CHUNK):
                     yield chunk
             return
-        response = self._get(url, None)
+        response = self._get(url, f"bytes={offset}-" if offset else None)
+        skip = offset if offset and response.status_code == 200 else 0
+        if offset and response.status_code == 206 and not response.headers.get("Content-Range", "").startswith(
+                f"bytes {offset}-"):
+            response.close()
+            raise FetchError(f"The upstream {redact_url(url)} resumed at the wrong offset.")
         try:
-            yield from response.iter_content(CHUNK)
+            for chunk in response.iter_content(CHUNK):
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                if chunk:
+                    yield chunk
         except requests.RequestException as exc:  # connection reset or read timeout mid-body
             raise FetchError(f"Downloading {redact_url(url)} failed mid-body: {type(exc).__name__}.") from None
         finally:
