@@ -84,11 +84,12 @@ def run(cmd: str, cwd: Path, stdin: BinaryIO | None = None, cancel: threading.Ev
     except BaseException:
         _kill_group(proc)
         raise
-    finally:
-        if feeder:
-            feeder.join()
-    if feeder and feeder.error:
-        raise feeder.error
+    if feeder:
+        # A tool that stopped reading on its own (it needed only the head) leaves the feeder
+        # waiting for bytes nobody will read: it ends with the download, not with this call.
+        feeder.join(timeout=0.2)
+        if feeder.error:
+            raise feeder.error
     if proc.returncode != 0:
         tail = "\n".join(err.strip().splitlines()[-8:])[-800:]
         tool = cmd.split()[0]
@@ -107,7 +108,9 @@ class _Feeder(threading.Thread):
 
     def run(self) -> None:
         try:
-            while chunk := self.source.read(1024 * 1024):
+            # read1: whatever has arrived, not a full megabyte (a download may hold the rest back).
+            read = getattr(self.source, "read1", self.source.read)
+            while chunk := read(1024 * 1024):
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(self.fd, view):]

@@ -8,7 +8,7 @@ import random
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,7 +41,8 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes: /data (Range-aware), /norange (ignores Range), /redirect/<n> (n hops to /data),
     /offsite (redirects off loopback), /away (redirects to an https host outside the allowlist),
     /private (redirects to a private address), /flaky/<token>/<n> (500 n times, then /data),
-    /drop/<token>/<n> (first body cut after n bytes, then /data), /missing (404)."""
+    /drop/<token>/<n> (first body cut after n bytes, then /data), /dropnorange/<token>/<n> (the same,
+    then /norange), /missing (404). Each request's Range header is kept in ``server.ranges``."""
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -55,6 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, head: bool) -> None:
         path = urlsplit(self.path).path
         hits = self.server.hit(path)
+        self.server.ranges[path].append(self.headers.get("Range"))
         parts = path.strip("/").split("/")
         kind = parts[0]
         if kind == "data":
@@ -74,10 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_status(500)
         elif kind == "flaky":
             self._send_payload(head, honour_range=True)
-        elif kind == "drop" and hits == 1 and not head:
+        elif kind in ("drop", "dropnorange") and hits == 1 and not head:
             self._send_truncated(int(parts[2]))
-        elif kind == "drop":
-            self._send_payload(head, honour_range=True)
+        elif kind in ("drop", "dropnorange"):
+            self._send_payload(head, honour_range=kind == "drop")
         elif kind == "ga4gh":
             self._drs(parts[4:])
         else:
@@ -158,6 +160,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.hits: Counter[str] = Counter()
+        self.ranges: defaultdict[str, list[str | None]] = defaultdict(list)
         self._lock = threading.Lock()
 
     def hit(self, path: str) -> int:
@@ -394,17 +397,27 @@ def test_body_cut_short_before_the_first_chunk_is_retried(server, tmp_path, toke
     assert server.hits[path] == 2
 
 
-def test_body_cut_short_after_bytes_were_written_restarts_from_scratch(server, tmp_path, token):
-    # The first response breaks after 1.5 MiB (more than one download chunk). The retry must start
-    # the file over, not append a second whole body to the bytes already written.
+def test_body_cut_short_after_bytes_were_written_resumes_where_they_stopped(server, tmp_path, token):
+    # The first response breaks after 1.5 MiB (more than one download chunk): the bytes already
+    # written stay (a tool may be reading them) and the retry asks for the rest only.
     dest = tmp_path / "source"
     path = f"/drop/{token}/{3 * 512 * 1024}"
 
     got = fetcher(retries=3).download(f"{server.base}{path}", dest, f"sha256:{SHA256}")
 
     assert got.size == len(PAYLOAD) and dest.read_bytes() == PAYLOAD
-    assert server.hits[path] == 2
+    first, resumed = server.ranges[path]
+    assert first is None and resumed in ("bytes=1048576-", "bytes=1572864-"), resumed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]  # no .part left behind
+
+
+def test_a_resume_the_upstream_answers_whole_drops_the_bytes_already_in(server, tmp_path, token):
+    path = f"/dropnorange/{token}/{3 * 512 * 1024}"
+
+    got = fetcher(retries=3).download(f"{server.base}{path}", tmp_path / "source", f"md5:{MD5}")
+
+    assert got.size == len(PAYLOAD) and (tmp_path / "source").read_bytes() == PAYLOAD
+    assert server.ranges[path][1].startswith("bytes=")  # asked for the rest, got a 200 of the whole
 
 
 # --- http open and size ----------------------------------------------------------------------------
