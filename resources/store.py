@@ -152,6 +152,11 @@ class LocalStore(ArtifactStore):
         _check_name(key, name)
         return self._dir(key) / name
 
+    def path(self, key: str, name: str) -> Path:
+        """The file of one artifact (serving reads it directly); raises StoreError for a name that
+        could leave the store."""
+        return self._path(key, name)
+
     def put_file(self, key: str, name: str, path: Path) -> int:
         dest = self._path(key, name)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from cfdb_assets.planning import OutputOptions
 from resources import Adapters, ArtifactStore, Catalog, Ledger, LocalStore, Settings, SourceFetcher, adapters
 from serve.endpoints import Endpoints
 from serve.errors import EXCEPTION_HANDLERS
+from serve.fast_artifacts import ArtifactFastPath
 from serve.files import Files
 from serve.openapi import openapi
 
@@ -31,8 +32,11 @@ def create_app(
     store: ArtifactStore | None = None,
     ledger: Ledger | None = None,
     fetcher: SourceFetcher | None = None,
+    fast_artifacts: bool = True,
 ) -> ASGIApp:
-    """The ASGI app. Adapters default to those the Settings name; all are checked here, once."""
+    """The ASGI app. Adapters default to those the Settings name; all are checked here, once.
+    ``fast_artifacts``: plain artifact reads from a local store skip the routing
+    (serve/fast_artifacts.py); off, every request goes through the routes (tests compare both)."""
     settings = settings or Settings.from_environ()
     default = adapters(settings)
     parts = Adapters(
@@ -55,6 +59,8 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    if fast_artifacts and isinstance(parts.store, LocalStore):
+        app = ArtifactFastPath(app, files, parts.store)  # the browsers' range reads, without the routing
     return CORSMiddleware(
         app,
         allow_origins=[settings.cors_origin],

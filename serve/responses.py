@@ -26,7 +26,7 @@ from resources import (
 from resources.ranges import content_range, parse_byte_range
 from serve.errors import HTTPProblem
 
-__all__ = ["OCTET", "RETRY_AFTER_202", "accepted", "artifact_response", "upstream_response"]
+__all__ = ["IMMUTABLE", "OCTET", "RETRY_AFTER_202", "SMALL_BODY", "accepted", "artifact_response", "upstream_response", "validators"]
 
 OCTET = "application/octet-stream"
 RETRY_AFTER_202 = "5"
@@ -90,7 +90,7 @@ def artifact_response(
     """One artifact of a ready set: a strong ETag from its sha256; on the content-addressed URL also
     immutable caching and 304s. Raises ArtifactMissing when the file vanished from the store."""
     key = manifest.cache_key
-    headers = _validators(manifest, name)
+    headers = validators(manifest, name)
     if immutable:
         headers["Cache-Control"] = IMMUTABLE
         if _matches(request.headers.get("if-none-match"), headers.get("ETag")):
@@ -148,7 +148,7 @@ def _attachment(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(clean, safe='')}"
 
 
-def _validators(manifest: Manifest, name: str) -> dict[str, str]:
+def validators(manifest: Manifest, name: str) -> dict[str, str]:
     """ETag (the artifact's sha256, from the manifest) and Last-Modified (when the set was built)."""
     headers = {}
     artifact = manifest.artifact(name)
