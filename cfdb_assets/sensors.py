@@ -126,9 +126,12 @@ def _settle_job(instance, ledger: Ledger, job: Job, record, now: datetime, polic
     return action
 
 
-def build_run_status_sensors(minimum_interval_seconds: int = 2, policy: Policy | None = None) -> list:
-    """One sensor for the runs that end (success, failure, cancel): settles their jobs at once, by
-    the same decision the reconciler makes (``cfdb_assets.reconcile``)."""
+def build_run_status_sensors(minimum_interval_seconds: int = 10, policy: Policy | None = None) -> list:
+    """One sensor for the runs that end (success, failure, cancel): settles their jobs, by the same
+    decision the reconciler makes (``cfdb_assets.reconcile``). Every 10 s: the on-demand sensor's
+    reconciler settles ended runs on its own 2 s ticks too, and a file is ready when its manifest is
+    stored, whoever settles the job; so these only back the reconciler up, and need not write a
+    tick record every 2 s each, all day."""
     policy = policy or Policy()
 
     common = {"minimum_interval_seconds": minimum_interval_seconds, "default_status": dg.DefaultSensorStatus.RUNNING}
