@@ -4,7 +4,9 @@
 prints requests/s, p50/p99 latency and the ratio ours/nginx. Needs the Debian packages nginx-light
 and wrk (installed here if missing).
 
-    .venv/bin/python bench/serve.py [--gb 1.0] [--seconds 10] [--workers 1,2]
+    .venv/bin/python bench/serve.py [--gb 1.0] [--seconds 10] [--workers 1,2] [--servers uvicorn,granian]
+
+``--servers``: the ASGI servers to measure ours on (granian only when installed).
 """
 
 from __future__ import annotations
@@ -136,11 +138,22 @@ def stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def server_command(server: str, port: int, workers: int) -> list[str]:
+    """The API under ``server`` as scripts/run.sh would start it, on ``port``."""
+    if server == "granian":
+        return [str(Path(sys.executable).with_name("granian")), "--interface", "asgi", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-ws",
+                "serve.asgi:app"]
+    return [sys.executable, "-m", "uvicorn", "serve.asgi:app", "--port", str(port), "--workers", str(workers),
+            "--log-level", "warning", "--no-access-log"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.0)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", default="1,2", help="uvicorn/nginx worker counts to measure")
+    parser.add_argument("--servers", default="uvicorn", help="ASGI servers for ours: uvicorn, granian")
     args = parser.parse_args()
     ensure_tools()
     root = Path(tempfile.mkdtemp(prefix="cfdb-bench-serve-"))
@@ -161,21 +174,21 @@ def main() -> None:
                     base = wrk(port, size, connections, args.seconds, root)
                 finally:
                     stop(nginx)
-                port = free_port()
                 env = {**os.environ, "CFDB_DATA_DIR": str(root / "data"), "CFDB_STORE": str(store), "CFDB_CATALOG": str(catalog)}
-                api = run_server([sys.executable, "-m", "uvicorn", "serve.asgi:app", "--port", str(port),
-                                  "--workers", str(workers), "--log-level", "warning", "--no-access-log"], port, env)
-                try:
-                    time.sleep(1 + workers)  # every worker up
-                    ours = wrk(port, size, connections, args.seconds, root)
-                finally:
-                    stop(api)
-                rows.append((workers, connections, ours, base))
+                for server in args.servers.split(","):
+                    port = free_port()
+                    api = run_server(server_command(server, port, workers), port, env)
+                    try:
+                        time.sleep(1 + workers)  # every worker up
+                        ours = wrk(port, size, connections, args.seconds, root)
+                    finally:
+                        stop(api)
+                    rows.append((f"{server} {workers}", connections, ours, base))
         print(f"64 KiB random ranges of a {size / 1e9:.2f} GB artifact, {args.seconds} s per cell, loopback")
-        print(f"{'workers':>7} {'conns':>5} {'ours req/s':>11} {'nginx req/s':>12} {'ratio':>6} "
+        print(f"{'server':>10} {'conns':>5} {'ours req/s':>11} {'nginx req/s':>12} {'ratio':>6} "
               f"{'ours p50/p99 ms':>16} {'nginx p50/p99 ms':>17}")
         for workers, connections, ours, base in rows:
-            print(f"{workers:>7} {connections:>5} {ours['rps']:>11.0f} {base['rps']:>12.0f} {ours['rps'] / base['rps']:>6.2f} "
+            print(f"{workers:>10} {connections:>5} {ours['rps']:>11.0f} {base['rps']:>12.0f} {ours['rps'] / base['rps']:>6.2f} "
                   f"{ours['p50']:>7.2f}/{ours['p99']:<8.2f} {base['p50']:>8.2f}/{base['p99']:<8.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -266,7 +266,8 @@ def sorted_intervals(route: Route, source: Path | Incoming, gzipped: bool, workd
     try:
         if not _passed_sorted(route, source, gzipped, carriage_returns, workdir, opts):
             _clear(workdir, out)
-            run(_body_pipeline(route, gzipped, carriage_returns, opts, sort=True), workdir, stdin=source.open())
+            given, stdin = source.tool_input()
+            run(_body_pipeline(route, given, gzipped, carriage_returns, opts, sort=True), workdir, stdin=stdin)
     except ToolError as exc:
         if exc.resource_exhausted:
             raise  # transient: the attempt is retried
@@ -289,9 +290,10 @@ def _passed_sorted(route: Route, source: Incoming, gzipped: bool, carriage_retur
                    opts: ToolOptions) -> bool:
     """Run the pass without a sort; whether it produced the artifact. A pass that failed for
     another reason than the order raises (the same failure would stop the sort)."""
-    command = _body_pipeline(route, gzipped, carriage_returns, opts, sort=False)
+    given, stdin = source.tool_input()
+    command = _body_pipeline(route, given, gzipped, carriage_returns, opts, sort=False)
     try:
-        run(command, workdir, stdin=source.open())
+        run(command, workdir, stdin=stdin)
         failure = None
     except ToolError as exc:
         failure = exc
@@ -308,13 +310,15 @@ def _clear(workdir: Path, out: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _body_pipeline(route: Route, gzipped: bool, carriage_returns: bool, opts: ToolOptions, sort: bool) -> str:
-    """The shell pipeline from the source on stdin to the bgzipped artifact. The body is everything
+def _body_pipeline(route: Route, given: str, gzipped: bool, carriage_returns: bool, opts: ToolOptions,
+                   sort: bool) -> str:
+    """The shell pipeline from the source (the file ``given``, or ``-``: stdin) to the bgzipped artifact. The body is everything
     but header, comment and blank lines (grep is far cheaper than awk here: this pass sees every
     byte); CR line endings are stripped only when the file has them. With ``sort``, GNU sort
     orders it; without, ``sort -C`` checks beside the pass that it is already in that order, and
     its stopping at the first record out of order stops the pass (tee's copy breaks)."""
-    steps = [f"bgzip -dc -@ {opts.threads}" if gzipped else "cat"]
+    given = "" if given == "-" else f" {given}"
+    steps = [f"bgzip -dc -@ {opts.threads}{given}" if gzipped else f"cat{given}"]
     if carriage_returns:
         steps.append("tr -d '\\r'")
     if route.preset == "gff":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -125,7 +126,7 @@ def _sorted_alignments(route: Route, source: Incoming, workdir: Path, opts: Tool
         path = source.complete()
         _quickcheck(path, workdir)
         if _already_sorted(path, index, kind, workdir, opts):
-            link_or_copy(path, out)
+            _take(source, out)
         else:
             index.unlink(missing_ok=True)
             _sort(route, Incoming(path), out, index, workdir, opts)
@@ -152,7 +153,7 @@ def _sort_unless_sorted(route: Route, source: Incoming, is_bam: bool, out: Path,
                     cancel.set()
                     _wait_quietly(sorting)
                     out.unlink(missing_ok=True)
-                    link_or_copy(path, out)
+                    _take(source, out)
                     checked.replace(index)
                     return
             sorting.result()
@@ -160,6 +161,15 @@ def _sort_unless_sorted(route: Route, source: Incoming, is_bam: bool, out: Path,
             cancel.set()
             _wait_quietly(sorting)
             raise
+
+
+def _take(source: Incoming, out: Path) -> None:
+    """The source itself becomes the artifact: linked when it is our copy, copied when it is someone
+    else's file (a file:// source: a link would let its owner change a published artifact)."""
+    if source.shared:
+        shutil.copyfile(source.path, out)
+    else:
+        link_or_copy(source.path, out)
 
 
 def _wait_quietly(future) -> None:
@@ -183,10 +193,11 @@ def _sort(route: Route, source: Incoming, out: Path, index: Path, workdir: Path,
     try:
         # --write-index builds the index in the sort's output pass: no second read of the data.
         # --no-PG: no @PG line with our work path, so a rebuild gives the same bytes.
+        given, stdin = source.tool_input()
         run(
             f"samtools sort -@ {opts.threads} -m {opts.sort_memory} -l {opts.compression_level} "
-            f"-T sort_tmp/part --no-PG --write-index -o {out.name}##idx##{index.name} -",
-            workdir, stdin=source.open(), cancel=cancel,
+            f"-T sort_tmp/part --no-PG --write-index -o {out.name}##idx##{index.name} {given}",
+            workdir, stdin=stdin, cancel=cancel,
         )
     except ToolError as exc:
         if exc.resource_exhausted or (cancel and cancel.is_set()):

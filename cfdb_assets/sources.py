@@ -5,6 +5,7 @@ Starlette."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -75,9 +76,27 @@ class Incoming:
     def of(cls, source: Path | Incoming) -> Incoming:
         return source if isinstance(source, Incoming) else cls(Path(source))
 
+    @property
+    def in_place(self) -> bool:
+        """Whether ``path`` holds every byte from the start (a file on disk, or a file:// source read
+        in place), so that tools may be given the path itself rather than a stream."""
+        return self.spool is None or getattr(self.spool, "local", False)
+
+    @property
+    def shared(self) -> bool:
+        """Whether ``path`` belongs to someone else (a file:// source): never link it into a result."""
+        return self.spool is not None and getattr(self.spool, "local", False)
+
     def open(self) -> BinaryIO:
         """A stream over the source from its first byte."""
         return self.spool.reader() if self.spool else open(self.path, "rb")
+
+    def tool_input(self) -> tuple[str, BinaryIO | None]:
+        """What a tool reads: (its file argument, the stdin to feed it): the quoted path of a file in
+        place (no copy through this process), else ``-`` and a stream of the arriving bytes."""
+        if self.in_place:
+            return shlex.quote(str(self.path)), None
+        return "-", self.open()
 
     def complete(self) -> Path:
         """Wait for the last byte (verified); the file's path."""

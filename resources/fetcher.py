@@ -35,7 +35,7 @@ from resources.fetch_errors import (
 )
 from resources.ranges import ByteRange, RangeNotSatisfiable, read_span
 from resources.settings import DEFAULT_UPSTREAM_HOSTS
-from resources.spool import Download, Spool
+from resources.spool import Download, LocalSource, Spool
 from resources.upstream_guard import PinnedAdapter, check_url, resolve_checked
 
 __all__ = [
@@ -94,18 +94,28 @@ class SourceFetcher(dg.ConfigurableResource):
         timeouts) resume where the bytes stopped, with exponential backoff, up to ``retries`` times."""
         part = dest.with_name(dest.name + ".part")
         try:
-            got = self.spool(url, part, checksum, progress).result()
+            got = self.spool(url, part, checksum, progress, in_place=False).result()
             os.replace(part, dest)
             return Download(dest, got.size, got.md5, got.sha256)
         finally:
             part.unlink(missing_ok=True)
 
     def spool(
-        self, url: str, dest: Path, checksum: str | None, progress: Callable[[int], None] | None = None
+        self, url: str, dest: Path, checksum: str | None, progress: Callable[[int], None] | None = None,
+        in_place: bool = True,
     ) -> Spool:
         """Start fetching ``url`` into ``dest`` in a thread, for readers that consume the bytes as
-        they arrive (resources/spool.py); ``result()`` verifies ``checksum``."""
+        they arrive (resources/spool.py); ``result()`` verifies ``checksum``. With ``in_place``, a
+        file:// source is not copied: its own path is read (``LocalSource``), and ``dest`` is not
+        written."""
         url = self.resolve(url)
+        if in_place and urlsplit(url).scheme == "file":  # the tools open the file itself
+            path = self._file_path(url)
+            try:
+                path.stat()
+            except OSError as exc:
+                raise PermanentFetchError(f"The source {redact_url(url)} cannot be read ({exc.strerror}).") from None
+            return LocalSource(path, checksum, redact_url(url), progress)
         return Spool(lambda offset: self._chunks(url, offset), dest, checksum, redact_url(url), progress,
                      self.retries, self.backoff_s)
 

@@ -136,3 +136,51 @@ def test_fetch_progress_says_bytes_of_total_at_most_every_interval(monkeypatch):
 
     assert reports == ["fetching and sorting: 150.0 MB of 2.0 GB received",
                        "fetching and sorting: 1.5 GB of 2.0 GB received", "sorting"]
+
+
+def test_a_file_source_is_read_in_place_and_never_linked_into_the_store(tmp_path):
+    # A coordinate-sorted BAM from file://: the artifact is the source's bytes, but a copy, so that
+    # whoever owns the file cannot change a published artifact by writing to it.
+    import subprocess
+
+    from synthetic.demo import document
+    from synthetic.small import sam_text, write_bam
+
+    unsorted = write_bam(sam_text(7), tmp_path / "u.bam")
+    source = tmp_path / "sorted.bam"
+    subprocess.run(["samtools", "sort", "--no-PG", "-o", str(source), str(unsorted)], check=True)
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps(document("encode", "ENCFFSORTED", source, ("format:2572", "BAM"))) + "\n")
+    store = LocalStore(root=str(tmp_path / "store"))
+    builder = Builder(FileCatalog(path=str(catalog)), store, SourceFetcher(),
+                      ToolOptions(threads=2, sort_memory="128M", compression_level=4), OUTPUT, tmp_path / "work")
+    key, row = source_of(builder, "encode", "ENCFFSORTED")
+
+    stage, _ = builder.sorted(key, row)
+
+    stored = store._path(key, stage.data.name)
+    assert stored.read_bytes() == source.read_bytes()
+    assert stored.stat().st_ino != source.stat().st_ino and source.stat().st_nlink == 1
+    assert stage.source.bytes == source.stat().st_size and stage.data.sha256 == stage.source.sha256
+
+
+def test_bytes_that_fail_the_checksum_publish_nothing_even_when_sorted_while_arriving(builder, tmp_path):
+    key, row = source_of(builder, "encode", "ENCFF000BED")
+    record = builder.catalog.get("encode", "ENCFF000BED")
+    source = Path(record.access_url.removeprefix("file://"))
+    original = source.read_bytes()
+    try:
+        source.write_bytes(original.replace(b"chr1\t", b"chr2\t", 1))  # same size, other bytes
+        from resources import ChecksumMismatch
+        with pytest.raises(ChecksumMismatch):
+            builder.sorted(key, row)
+    finally:
+        source.write_bytes(original)
+    assert builder.store.sorted_stage(key) is None and not builder.store.has(key, _artifact("data.bed.gz"))
+    assert not (Path(builder.store.root) / key).exists() or list((Path(builder.store.root) / key).iterdir()) == []
+
+
+def _artifact(name: str):
+    from resources import Artifact
+
+    return Artifact(name, 1, "0" * 64)
