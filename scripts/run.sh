@@ -66,6 +66,7 @@ healthy || { echo "The API did not start; see $logs/api.log"; tail -20 "$logs/ap
 cat <<MSG
 cfdb-assets is running (data in $CFDB_DATA_DIR, logs in $logs)
   API        http://localhost:$API_PORT      (catalog: $CFDB_CATALOG)
+  Viewer     http://localhost:$API_PORT/
   Dagster UI $CFDB_DAGSTER_URL
 
 Try:

@@ -8,14 +8,16 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from cfdb_assets.keys import is_cache_key
 from cfdb_assets.names import Stage
 from resources import ArtifactMissing, ArtifactStore, Catalog, S3Store, SourceFetcher
+from serve.contigs import ContigReader
 from serve.errors import HTTPProblem
 from serve.files import Files, Hit, Proxy
 from serve.responses import RETRY_AFTER_202, accepted, artifact_response, upstream_response
+from serve.viewer import Viewer
 
 __all__ = ["Endpoints"]
 
@@ -30,9 +32,12 @@ class Endpoints:
         self.files, self.catalog, self.store, self.fetcher = files, catalog, store, fetcher
         self.document = document
         self.redirect = redirect and isinstance(store, S3Store)  # 307 to presigned S3 URLs
+        self.contig_reader = ContigReader(files, store, fetcher)
+        self.viewer = Viewer(files.settings.dccs)
 
-    def routes(self, inline_artifacts: bool) -> list[Route]:
-        """The route table; ``inline_artifacts`` serves /artifacts on the event loop (local disk)."""
+    def routes(self, inline_artifacts: bool) -> list[BaseRoute]:
+        """The route table; ``inline_artifacts`` serves /artifacts on the event loop (local disk).
+        The viewer's pages and static files (``serve.viewer``) come last."""
         artifact = self.artifact_inline if inline_artifacts else self.artifact
         return [
             Route("/health", self.health, methods=["GET"]),
@@ -44,7 +49,9 @@ class Endpoints:
             Route("/jobs/{job_id}", self.job, methods=["GET"]),
             Route("/files", self.listing, methods=["GET"]),
             Route("/files/{dcc}/{local_id}", self.describe, methods=["GET", "POST"]),
+            Route("/files/{dcc}/{local_id}/contigs", self.contigs, methods=["GET"]),
             Route("/artifacts/{cache_key}/{name}", artifact, methods=["GET", "HEAD"]),
+            *self.viewer.routes(),
         ]
 
     def data(self, request: Request) -> Response:
@@ -87,6 +94,9 @@ class Endpoints:
             return JSONResponse(self.files.file_view(state))
         headers = {"Location": f"/jobs/{job.job_id}", "Retry-After": RETRY_AFTER_202}
         return JSONResponse(self.files.file_view(state), 202, headers=headers)
+
+    def contigs(self, request: Request) -> Response:
+        return JSONResponse(self.contig_reader.contigs(*_file(request)).to_json())
 
     def listing(self, request: Request) -> Response:
         dcc = request.query_params.get("dcc", "").strip().lower() or None

@@ -324,6 +324,7 @@ class Files:
             "dcc": record.dcc,
             "local_id": record.local_id,
             "filename": record.filename,
+            "size": record.size,
             "format": plan.route.format,
             "family": plan.route.family,
             "state": fs.state,

@@ -119,6 +119,16 @@ def openapi(dccs: tuple[str, ...]) -> dict[str, Any]:
                                        "202": {"description": "Preparation requested.", "content": _json("File")},
                                        "422": STREAM_RESPONSES["422"], "429": STREAM_RESPONSES["429"]}},
             },
+            "/files/{dcc}/{local_id}/contigs": {"get": {
+                "summary": "A file's contigs with data, their lengths and the first record (for a viewer's "
+                           "assembly and first region); read from a ready file's index, or a bigWig's header",
+                "parameters": [DCC_PARAM, LOCAL_ID_PARAM],
+                "responses": {
+                    "200": {"description": "The contigs that have data, in file order.", "content": _json("Contigs")},
+                    **{code: STREAM_RESPONSES[code] for code in ("400", "403", "501", "502", "503", "504")},
+                    "404": _error("Unknown file; a file that is not ready; a format without contigs."),
+                },
+            }},
             "/artifacts/{cache_key}/{name}": {
                 **{method: {
                     "summary": "An artifact by its content address (never 202)",
@@ -183,6 +193,7 @@ def openapi(dccs: tuple[str, ...]) -> dict[str, Any]:
                 "File": {"type": "object", "required": ["dcc", "local_id", "format", "family", "state"], "properties": {
                     "dcc": {"type": "string"}, "local_id": {"type": "string"},
                     "filename": {"type": "string", "nullable": True},
+                    "size": {"type": "integer", "nullable": True, "description": "Bytes, as the catalog says."},
                     "format": {"type": "string"}, "family": {"type": "string"},
                     "state": {"type": "string", "enum": [status.value for status in FileStatus]},
                     "cache_key": {"type": "string", "nullable": True},
@@ -191,6 +202,24 @@ def openapi(dccs: tuple[str, ...]) -> dict[str, Any]:
                     "index_type": {"type": "string", "nullable": True, "enum": ["bai", "tbi", "csi", None]},
                     "asset_url": {"type": "string", "description": "The file's partition in the Dagster UI "
                                   "(processed files only)."},
+                }},
+                "Contigs": {"type": "object", "required": ["contigs", "first"], "properties": {
+                    "contigs": {"type": "array", "items": {
+                        "type": "object", "required": ["name", "length", "length_declared", "records"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "length": {"type": "integer", "description": "Declared by the file (BAM header, "
+                                       "VCF ##contig, GFF3 ##sequence-region, bigWig), or else a bound of its "
+                                       "data's end from the index."},
+                            "length_declared": {"type": "boolean"},
+                            "records": {"type": "integer", "nullable": True,
+                                        "description": "As the index counts them (None when it does not)."},
+                        }}},
+                    "first": {"type": "object", "nullable": True,
+                              "description": "The first record (0-based, half-open); None for bigWig.",
+                              "required": ["contig", "start", "end"], "properties": {
+                                  "contig": {"type": "string"}, "start": {"type": "integer"},
+                                  "end": {"type": "integer"}}},
                 }},
                 "FileList": {"type": "object", "required": ["files", "next_cursor"], "properties": {
                     "files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},

@@ -1,7 +1,8 @@
 """A small Chrome DevTools Protocol client for Debian's `chromium`, headless: open a page, run a
-script in it, record its network requests and console errors, take a screenshot. Used by the README's
-UI screenshots (scripts/ui_screenshots.py) and the browser tests. No browser download: the
-`chromium` package is installed by scripts/setup.sh."""
+script in it, record its network requests and console errors (the page's and, with
+``follow_workers``, those of its dedicated workers), take a screenshot. Used by the README's UI
+screenshots (scripts/ui_screenshots.py) and the browser tests. No browser download: the `chromium`
+package is installed by scripts/setup.sh."""
 
 from __future__ import annotations
 
@@ -45,8 +46,15 @@ class Browser:
         self.ws = connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024)
         self._ids = itertools.count(1)
         self.events: list[dict] = []
+        self._workers = False
         for domain in ("Page", "Runtime", "Network"):
             self.send(f"{domain}.enable")
+
+    def follow_workers(self) -> None:
+        """Also record what the page's dedicated workers fetch and log (Gosling's data fetchers run
+        in workers): each is held at its start until its Network and Runtime events are on."""
+        self._workers = True
+        self.send("Target.setAutoAttach", autoAttach=True, waitForDebuggerOnStart=True, flatten=True)
 
     def __enter__(self) -> Browser:
         return self
@@ -69,12 +77,19 @@ class Browser:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             message = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            if message.get("id") == ident:
+            if message.get("id") == ident and "sessionId" not in message:
                 if "error" in message:
                     raise BrowserError(f"{method}: {message['error'].get('message')}")
                 return message.get("result", {})
-            self.events.append(message)
+            self._keep(message)
         raise BrowserError(f"{method} got no answer in {self.timeout_s} s")
+
+    def _keep(self, message: dict) -> None:
+        self.events.append(message)
+        if self._workers and message.get("method") == "Target.attachedToTarget":
+            session = message["params"]["sessionId"]  # a worker: enable its domains, then let it run
+            for method in ("Network.enable", "Runtime.enable", "Runtime.runIfWaitingForDebugger"):
+                self.ws.send(json.dumps({"id": next(self._ids), "method": method, "sessionId": session}))
 
     def goto(self, url: str, settle_s: float = 2.0) -> None:
         """Navigate and wait for the load event, then ``settle_s`` for scripts to render."""
@@ -104,7 +119,7 @@ class Browser:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             try:
-                self.events.append(json.loads(self.ws.recv(timeout=left)))
+                self._keep(json.loads(self.ws.recv(timeout=left)))
             except TimeoutError:
                 return
 
@@ -115,7 +130,7 @@ class Browser:
         return path
 
     def requests(self) -> list[dict]:
-        """(url, status, headers) of every response the page received, in order."""
+        """(url, status, headers) of every response the page (and its followed workers) received."""
         return [e["params"]["response"] for e in self.events if e.get("method") == "Network.responseReceived"]
 
     def console_errors(self) -> list[str]:

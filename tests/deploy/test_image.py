@@ -144,6 +144,11 @@ def test_api_role_answers_health(image, tmp_path):
         with local.open(f"http://127.0.0.1:{port}/files/encode/ENCFF1", timeout=10) as resp:
             assert resp.status == 200
             assert json.load(resp)["local_id"] == "ENCFF1"
+        # The viewer's pages and the Gosling bundle scripts/setup.sh vendored into serve/ came along.
+        with local.open(f"http://127.0.0.1:{port}/view/encode/ENCFF1", timeout=10) as resp:
+            assert resp.status == 200 and "/static/vendor/gosling.js?v=" in resp.read().decode()
+        with local.open(f"http://127.0.0.1:{port}/static/vendor/gosling.js", timeout=10) as resp:
+            assert resp.status == 200 and int(resp.headers["Content-Length"]) > 1_000_000
     finally:
         podman("rm", "--force", "--time", "5", name)
 
