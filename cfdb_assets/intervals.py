@@ -274,7 +274,7 @@ def sorted_intervals(route: Route, source: Path | Incoming, gzipped: bool, workd
         _refuse_bad_line(workdir, what, route.preset, exc)
         detail = str(exc).replace("{ failed", "the pipeline failed", 1)  # the command starts with '{'
         raise PipelineError(f"The {route.format} file cannot be sorted: {detail}") from None
-    if (workdir / "empty").exists():
+    if not _has_records(out):
         lines = _line_count(given.complete(), given_gzipped) if route.format != "bigBed" else 0
         found = "the file has no records"
         if lines:
@@ -306,7 +306,7 @@ def _passed_sorted(route: Route, source: Incoming, gzipped: bool, carriage_retur
 
 
 def _clear(workdir: Path, out: Path) -> None:
-    for path in (out, workdir / BAD_LINE, workdir / "empty", workdir / SORTED_STATUS):
+    for path in (out, workdir / BAD_LINE, workdir / SORTED_STATUS):
         path.unlink(missing_ok=True)
 
 
@@ -317,28 +317,36 @@ def _body_pipeline(route: Route, given: str, gzipped: bool, carriage_returns: bo
     byte); CR line endings are stripped only when the file has them. With ``sort``, GNU sort
     orders it; without, ``sort -C`` checks beside the pass that it is already in that order, and
     its stopping at the first record out of order stops the pass (tee's copy breaks)."""
-    given = "" if given == "-" else f" {given}"
-    steps = [f"bgzip -dc -@ {opts.threads}{given}" if gzipped else f"cat{given}"]
+    from_file = "" if given == "-" else f" {given}"
+    steps = []
+    if gzipped:
+        steps.append(f"bgzip -dc -@ {opts.threads}{from_file}")
     if carriage_returns:
         steps.append("tr -d '\\r'")
     if route.preset == "gff":
         steps.append("sed '/^##FASTA/,$d'")  # the FASTA section is not features
     steps.append("tee /dev/fd/3")  # a copy of every line for the coordinate check, below
+    if not gzipped and from_file:
+        steps[0] += f" <{from_file}"  # the first step reads the file itself: no cat, one pipe less
     steps.append(f"{{ grep -Ev '{_NOT_DATA[route.preset]}' || [ $? -eq 1 ]; }}")
     keys = f"-t \"$(printf '\\t')\" {_INTERVAL_SORT[route.preset]}"
     if sort:
         steps.append(f"sort {keys} -S {opts.sort_buffer} --parallel={opts.threads} -T sort_tmp")
     else:
         steps.append("tee /dev/fd/4")
-    # Header first, then the body once sort starts emitting; no data line at all is refused below.
-    steps.append('{ if IFS= read -r first; then cat header.txt; printf "%s\\n" "$first"; cat; else : > empty; fi; }')
-    steps.append(f"bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(route.data_name)}")
-    body = " | ".join(steps)
+    # The header first, then the body; a body without a record is refused afterwards (_has_records).
+    body = f"{{ cat header.txt; {' | '.join(steps)}; }} | bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(route.data_name)}"
     if not sort:
         body = f"{{ {body}; }} 4>&1 >/dev/null | {{ sort -C {keys}; echo $? > {SORTED_STATUS}; }}"
     # The coordinate check runs beside the pass, on fd 3; when it stops at a bad line, tee's copy
     # breaks and the whole pipeline fails.
     return f"{{ {body}; }} 3>&1 >/dev/null | {_coordinate_check(route.preset)}"
+
+
+def _has_records(data: Path) -> bool:
+    """Whether the bgzipped artifact holds a record after its header (every header line starts with #)."""
+    with gzip.open(data, "rb") as fh:
+        return any(not line.startswith(b"#") for line in fh)
 
 
 def _gtf_to_gff3(source: Incoming, gzipped: bool, workdir: Path, opts: ToolOptions) -> None:
