@@ -8,6 +8,7 @@ shell pipeline run by ``cfdb_assets.tools.run``. Pure: imports neither Dagster n
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import shutil
@@ -173,10 +174,8 @@ def _take(source: Incoming, out: Path) -> None:
 
 
 def _wait_quietly(future) -> None:
-    try:
+    with contextlib.suppress(Exception):  # cancelled: its output is not used
         future.result()
-    except Exception:  # cancelled: its output is not used
-        pass
 
 
 def _quickcheck(path: Path, workdir: Path) -> None:

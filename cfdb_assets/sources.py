@@ -59,6 +59,8 @@ class ToolOptions:
 
 
 class _Spool(Protocol):  # resources.spool.Spool
+    local: bool  # the bytes are someone's file read in place, not our copy
+
     def reader(self) -> BinaryIO: ...
     def result(self) -> object: ...
 
@@ -80,12 +82,12 @@ class Incoming:
     def in_place(self) -> bool:
         """Whether ``path`` holds every byte from the start (a file on disk, or a file:// source read
         in place), so that tools may be given the path itself rather than a stream."""
-        return self.spool is None or getattr(self.spool, "local", False)
+        return self.spool is None or self.spool.local
 
     @property
     def shared(self) -> bool:
         """Whether ``path`` belongs to someone else (a file:// source): never link it into a result."""
-        return self.spool is not None and getattr(self.spool, "local", False)
+        return self.spool is not None and self.spool.local
 
     def open(self) -> BinaryIO:
         """A stream over the source from its first byte."""

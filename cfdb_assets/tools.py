@@ -116,7 +116,7 @@ class _Feeder(threading.Thread):
                     view = view[os.write(self.fd, view):]
         except BrokenPipeError:
             pass
-        except Exception as exc:  # the download failed: the tool saw a cut-off input
+        except Exception as exc:  # noqa: BLE001 - the download failed: the tool saw a cut-off input
             self.error = exc
         finally:
             os.close(self.fd)

@@ -114,7 +114,7 @@ class Spool:
             got = Download(self.path, self._size, md5.hexdigest(), sha.hexdigest())
             self._verify(got)
             self._download = got
-        except BaseException as exc:  # kept for result() and the readers
+        except BaseException as exc:  # noqa: BLE001 - kept for result() and the readers
             self._error = exc
         finally:
             with self._changed:
