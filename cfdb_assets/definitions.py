@@ -17,6 +17,10 @@ from cfdb_assets.sensors import Policy, build_on_demand_sensor, build_run_status
 from cfdb_assets.sizing import size_run
 from resources import Ledger, Settings, adapters
 
+# A sensor tick that finds no request listens this long for one (cfdb_assets.sensors.Policy): under
+# the daemon's 5 s sensor loop, so the next tick still starts on time.
+SENSOR_LISTEN_S = 4.0
+
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources every asset and sensor uses, from one Settings."""
@@ -55,7 +59,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything Dagster loads, for the given settings."""
     families = build_families(settings)
     policy = Policy(max_attempts=settings.max_attempts, run_window=settings.run_window,
-                    sized_runs=settings.sized_runs)
+                    sized_runs=settings.sized_runs, listen_s=SENSOR_LISTEN_S)
     options = OutputOptions.from_settings(settings)
     register_catalog, daily = build_registration(list(settings.dccs), options)
     housekeeping, nightly = build_housekeeping(list(settings.dccs), options)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cfdb_assets.formats import Route
 from cfdb_assets.sources import Incoming, PipelineError, ToolOptions, sniff
+from cfdb_assets.stream_index import StreamIndex
 from cfdb_assets.tools import ToolError, run, scrub
 
 __all__ = ["bigbed_to_bed", "check_reachable", "sorted_intervals", "tabix"]
@@ -267,7 +268,10 @@ def sorted_intervals(route: Route, source: Path | Incoming, gzipped: bool, workd
         if not _passed_sorted(route, source, gzipped, carriage_returns, workdir, opts):
             _clear(workdir, out)
             given, stdin = source.tool_input()
-            run(_body_pipeline(route, given, gzipped, carriage_returns, opts, sort=True), workdir, stdin=stdin)
+            with _stream_index(route, workdir) as index:
+                run(_body_pipeline(route, given, gzipped, carriage_returns, opts, sort=True, index_fd=index.fd),
+                    workdir, stdin=stdin, pass_fds=index.pass_fds)
+                index.succeeded()
     except ToolError as exc:
         if exc.resource_exhausted:
             raise  # transient: the attempt is retried
@@ -280,7 +284,15 @@ def sorted_intervals(route: Route, source: Path | Incoming, gzipped: bool, workd
         if lines:
             found = f"lines 1-{lines} of the {route.format} file hold no record, only {_DROPPED[route.preset]}"
         raise PipelineError(f"Refusing to publish an empty {route.format} artifact: {found}.")
+    if _stream_index(route, workdir).path.is_file():
+        check_reachable(route, out, workdir)  # what the index step checks of the index it builds
     return out
+
+
+def _stream_index(route: Route, workdir: Path) -> StreamIndex:
+    """The TBI of the artifact, built while the pipeline writes it (``<data>.tbi``, which the build
+    stores with the sorted data, so the index step has nothing left to do)."""
+    return StreamIndex(route.preset, workdir / f"{route.data_name}.tbi")
 
 
 SORTED_STATUS = "sorted.status"  # in the work dir: sort -C's exit status (0: in order, 1: not)
@@ -291,32 +303,37 @@ def _passed_sorted(route: Route, source: Incoming, gzipped: bool, carriage_retur
     """Run the pass without a sort; whether it produced the artifact. A pass that failed for
     another reason than the order raises (the same failure would stop the sort)."""
     given, stdin = source.tool_input()
-    command = _body_pipeline(route, given, gzipped, carriage_returns, opts, sort=False)
-    try:
-        run(command, workdir, stdin=stdin)
-        failure = None
-    except ToolError as exc:
-        failure = exc
-    status = (workdir / SORTED_STATUS).read_text().strip() if (workdir / SORTED_STATUS).exists() else ""
-    if status == "1":
-        return False
-    if failure is not None:
-        raise failure
-    return status == "0"
+    with _stream_index(route, workdir) as index:
+        command = _body_pipeline(route, given, gzipped, carriage_returns, opts, sort=False, index_fd=index.fd)
+        try:
+            run(command, workdir, stdin=stdin, pass_fds=index.pass_fds)
+            failure = None
+        except ToolError as exc:
+            failure = exc
+        status = (workdir / SORTED_STATUS).read_text().strip() if (workdir / SORTED_STATUS).exists() else ""
+        if status == "1":
+            return False
+        if failure is not None:
+            raise failure
+        if status == "0":
+            index.succeeded()  # the index of the bytes that pass produced: the artifact's
+        return status == "0"
 
 
 def _clear(workdir: Path, out: Path) -> None:
-    for path in (out, workdir / BAD_LINE, workdir / SORTED_STATUS):
+    for path in (out, out.with_name(f"{out.name}.tbi"), workdir / BAD_LINE, workdir / SORTED_STATUS):
         path.unlink(missing_ok=True)
 
 
 def _body_pipeline(route: Route, given: str, gzipped: bool, carriage_returns: bool, opts: ToolOptions,
-                   sort: bool) -> str:
+                   sort: bool, index_fd: int | None = None) -> str:
     """The shell pipeline from the source (the file ``given``, or ``-``: stdin) to the bgzipped artifact. The body is everything
     but header, comment and blank lines (grep is far cheaper than awk here: this pass sees every
     byte); CR line endings are stripped only when the file has them. With ``sort``, GNU sort
     orders it; without, ``sort -C`` checks beside the pass that it is already in that order, and
-    its stopping at the first record out of order stops the pass (tee's copy breaks)."""
+    its stopping at the first record out of order stops the pass (tee's copy breaks). With
+    ``index_fd``, a copy of the bgzipped output goes to that descriptor (cfdb_assets.stream_index);
+    ``tee -p`` writes on to the artifact if the index reader gives up."""
     from_file = "" if given == "-" else f" {given}"
     steps = []
     if gzipped:
@@ -335,7 +352,10 @@ def _body_pipeline(route: Route, given: str, gzipped: bool, carriage_returns: bo
     else:
         steps.append("tee /dev/fd/4")
     # The header first, then the body; a body without a record is refused afterwards (_has_records).
-    body = f"{{ cat header.txt; {' | '.join(steps)}; }} | bgzip -@ {opts.threads} -l {opts.compression_level} -c > {shlex.quote(route.data_name)}"
+    into = f"> {shlex.quote(route.data_name)}"
+    if index_fd is not None:
+        into = f"| tee -p {shlex.quote(route.data_name)} >&{index_fd}"
+    body = f"{{ cat header.txt; {' | '.join(steps)}; }} | bgzip -@ {opts.threads} -l {opts.compression_level} -c {into}"
     if not sort:
         body = f"{{ {body}; }} 4>&1 >/dev/null | {{ sort -C {keys}; echo $? > {SORTED_STATUS}; }}"
     # The coordinate check runs beside the pass, on fd 3; when it stops at a bad line, tee's copy

@@ -56,20 +56,22 @@ def scrub(text: str) -> str:
 _GUARDED = 'trap "trap - TERM; kill -KILL 0" TERM; ( {cmd}\n) 0<&0 & wait $!'
 
 
-def run(cmd: str, cwd: Path, stdin: BinaryIO | None = None, cancel: threading.Event | None = None) -> str:
+def run(cmd: str, cwd: Path, stdin: BinaryIO | None = None, cancel: threading.Event | None = None,
+        pass_fds: tuple[int, ...] = ()) -> str:
     """Run ``cmd`` under bash -o pipefail in its own process group, tied to this process's life;
     return stdout. Raises ToolError (with the tail of stderr, paths scrubbed) on a non-zero exit.
 
     ``stdin``: a binary stream copied to the command's standard input by a thread (a download still
     arriving: see resources/spool.py); an error raised while reading it is raised here, before the
-    tool's own. ``cancel``: set it from another thread to kill the command's whole group."""
+    tool's own. ``cancel``: set it from another thread to kill the command's whole group.
+    ``pass_fds``: descriptors the command inherits under their own numbers (cfdb_assets.stream_index)."""
     env = {**os.environ, "LC_ALL": "C", "TMPDIR": str(cwd)}
     feed_from = None
     if stdin is not None:
         feed_from, feed_to = os.pipe()
     proc = subprocess.Popen(
         ["setpriv", "--pdeathsig", "TERM", "--", "bash", "-o", "pipefail", "-c", _GUARDED.format(cmd=cmd)],
-        cwd=cwd, env=env, start_new_session=True,
+        cwd=cwd, env=env, start_new_session=True, pass_fds=pass_fds,
         stdin=subprocess.DEVNULL if feed_from is None else feed_from,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
     )

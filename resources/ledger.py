@@ -269,6 +269,12 @@ class Ledger(LedgerMaintenance, dg.ConfigurableResource):
             out.append((_job(row), src))
         return out
 
+    def has_queued(self) -> bool:
+        """Whether any job waits for a run (one indexed row lookup: the sensor polls it while it
+        listens for requests)."""
+        with self._connect() as conn:
+            return conn.execute(sa.select(jobs.c.id).where(jobs.c.state == QUEUED).limit(1)).first() is not None
+
     def in_flight(self, after_id: int = 0, limit: int = 200) -> list[Job]:
         """Requested and running jobs after the ledger row ``after_id``, in row order (the reconciler
         walks them a batch per tick, from where it stopped, and wraps around)."""

@@ -94,7 +94,12 @@ def _build(route, source: Path, base: Path, opts: ToolOptions = OPTS) -> tuple[P
     workdir = base / "work"
     workdir.mkdir()
     data = _step(build_sorted, route, source, workdir, opts, workdir=workdir)
+    streamed = data.with_name(f"{data.name}.tbi")  # written during the sort (cfdb_assets.stream_index)
+    in_pass = streamed.read_bytes() if route.family == INTERVALS and streamed.is_file() else None
     index, kind = _step(build_index, route, data, workdir, opts, workdir=workdir)
+    if route.family == INTERVALS:
+        # The same bytes as tabix's own index, or none where only a CSI can hold the coordinates.
+        assert in_pass == (index.read_bytes() if kind == "tbi" else None), "the in-pass TBI differs from tabix's"
     assert data.is_file(), f"build_sorted returned {data}, which does not exist"
     assert index.is_file(), f"build_index returned {index}, which does not exist"
     assert index.parent.resolve() == workdir.resolve(), "the index must be written inside workdir"
@@ -724,6 +729,9 @@ def _index_refusal(tmp_path: Path, route, data: bytes) -> PipelineError:
     workdir = tmp_path / "work"
     workdir.mkdir()
     sorted_data = _step(build_sorted, route, source, workdir, OPTS, workdir=workdir)
+    # The index built during the sort gave up on the same record, leaving none (and the artifact whole).
+    assert not sorted_data.with_name(f"{sorted_data.name}.tbi").exists()
+    assert not list(workdir.glob("*.partial"))
     with pytest.raises(PipelineError) as info:
         _step(build_index, route, sorted_data, workdir, OPTS, workdir=workdir)
     return info.value

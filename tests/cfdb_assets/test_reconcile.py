@@ -158,6 +158,54 @@ def test_the_sensor_keeps_at_most_a_window_of_runs_asked_for_but_not_started(set
         assert [r.run_key for r in tick().run_requests] == [f"{jobs[2].job_id}:1"]
 
 
+def test_a_tick_that_finds_no_request_listens_for_one_and_asks_for_its_run_at_once(settings):
+    """Dagster evaluates sensors every 5 s at best: a tick that finds the ledger empty waits for the
+    first request instead (Policy.listen_s), so a miss does not wait for the next tick."""
+    import threading
+    import time
+
+    from cfdb_assets.definitions import build_families
+    from cfdb_assets.sensors import Policy, build_on_demand_sensor
+
+    files = files_for(settings)
+    record = files.lookup("encode", "ENCFF000BED")
+    sensor = build_on_demand_sensor(build_families(settings), policy=Policy(listen_s=60))
+    requested = []
+    timer = threading.Timer(0.5, lambda: requested.append(files.request(record, files.plan(record))[0]))
+    with dg.instance_for_test() as instance:
+        started = time.monotonic()
+        timer.start()
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"ledger": files.ledger}))
+        waited = time.monotonic() - started
+
+    assert [r.run_key for r in result.run_requests] == [f"{requested[0].job_id}:1"]
+    assert waited < 30  # it answered the request, not the end of its 60 s window
+    assert files.ledger.job(requested[0].job_id).state == "requested"
+
+
+def test_a_listening_tick_without_requests_ends_with_its_window_and_a_full_window_does_not_listen(settings):
+    import time
+
+    from cfdb_assets.definitions import build_families
+    from cfdb_assets.sensors import Policy, build_on_demand_sensor
+
+    files = files_for(settings)
+    families = build_families(settings)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"ledger": files.ledger})
+        started = time.monotonic()
+        quiet = build_on_demand_sensor(families, policy=Policy(listen_s=0.6))(context)
+        assert time.monotonic() - started >= 0.6 and not quiet.run_requests
+
+        record = files.lookup("encode", "ENCFF000BED")
+        job_, _ = files.request(record, files.plan(record))
+        files.ledger.mark_requested([job_.job_id])  # one run asked for and not started: the window of 1 is full
+        started = time.monotonic()
+        full = build_on_demand_sensor(families, policy=Policy(listen_s=60, run_window=1))(
+            dg.build_sensor_context(instance=instance, resources={"ledger": files.ledger}))
+        assert time.monotonic() - started < 30 and not full.run_requests  # nothing could be asked for: no wait
+
+
 def test_a_tick_past_its_time_budget_still_requests_one_run(settings, monkeypatch):
     # A slow ledger can spend the whole budget on reconciling: the tick still makes progress.
     from cfdb_assets import sensors

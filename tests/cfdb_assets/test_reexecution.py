@@ -8,7 +8,7 @@ import dagster as dg
 
 from cfdb_assets.definitions import build_definitions
 from resources import Settings
-from resources.store import STAGE_SORTED
+from resources.store import MANIFEST, STAGE_SORTED
 from tests.helpers import files_for
 
 
@@ -28,8 +28,9 @@ def test_index_failure_keeps_sorted_data_and_reexecution_redoes_only_the_index(s
     plan = files.plan(record)
     job, _ = files.request(record, plan)
     key = plan.cache_key
-    # A real failure in the index step: a directory sits where the index must be written.
-    blocker = Path(settings.store) / key / "data.bed.gz.tbi"
+    # A real failure in the index step: a directory sits where its manifest must be written (the
+    # index itself was written by the sort, in the sorted step).
+    blocker = Path(settings.store) / key / MANIFEST
     blocker.mkdir(parents=True)
 
     recon = dg.build_reconstructable_job(
@@ -46,10 +47,10 @@ def test_index_failure_keeps_sorted_data_and_reexecution_redoes_only_the_index(s
             first_run = first.run_id
         stage = Path(settings.store) / key / STAGE_SORTED
         assert stage.is_file() and (Path(settings.store) / key / "data.bed.gz").is_file()
-        assert store.manifest(key) is None  # nothing visible
         stage_mtime = stage.stat().st_mtime_ns
 
         blocker.rmdir()
+        assert store.manifest(key) is None  # nothing visible
         options = dg.ReexecutionOptions.from_failure(first_run, instance)
         # Python re-execution does not copy the partition tag (the UI and auto-retry do).
         with dg.execute_job(recon, instance, reexecution_options=options, tags=tags) as second:
