@@ -61,7 +61,7 @@ class StreamIndex:
         conf = ctypes.addressof(ctypes.c_char.in_dll(lib, f"tbx_conf_{self.preset}"))
         read_end, write_end = os.pipe()
         # Numbered from 10: the pipelines redirect fds 3 and 4 themselves (cfdb_assets.intervals).
-        self.fd = fcntl.fcntl(write_end, fcntl.F_DUPFD, 10)
+        self.fd = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, 10)  # pass_fds hands it on
         os.close(write_end)
         with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size: the default size works too
             fcntl.fcntl(self.fd, _F_SETPIPE_SZ, _PIPE_BYTES)  # fewer wake-ups per GB
