@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +92,7 @@ class Builder:
             self.log.info(f"Fetched {download.size} bytes, checksum verified; sorted.")
             self.progress("storing the sorted data")
             same_bytes = os.path.samefile(data, download.path)  # an already-sorted BAM
-            digest = download.sha256 if same_bytes else file_sha256(data)
-            stored = Artifact(route.data_name, self.store.put_file(key, route.data_name, data), digest)
+            stored = self._put(key, data, route.data_name, digest=download.sha256 if same_bytes else None)
             index = None
             kind = index_kind_of(data)  # the sort may have written the index in the same pass
             if kind:
@@ -152,9 +152,14 @@ class Builder:
         self.store.put_manifest(key, manifest)
         return manifest, False
 
-    def _put(self, key: str, path: Path, name: str, kind: str) -> Artifact:
-        sha = file_sha256(path)  # before put_file, which may consume the local file
-        return Artifact(name, self.store.put_file(key, name, path), sha, kind)
+    def _put(self, key: str, path: Path, name: str, kind: str | None = None, digest: str | None = None) -> Artifact:
+        """Store ``path`` as ``name``, hashing it (unless its ``digest`` is known) while the store
+        writes it: the hash waits on the CPU, the store on the disk (fsync) or the network."""
+        # The file is opened first: a put_file that consumes the path leaves the open file readable.
+        with open(path, "rb") as fh, ThreadPoolExecutor(1, thread_name_prefix="hash") as pool:
+            hashing = pool.submit(_sha256, fh) if digest is None else None
+            size = self.store.put_file(key, name, path)
+            return Artifact(name, size, digest or hashing.result(), kind)
 
     @contextlib.contextmanager
     def scratch(self, label: str) -> Iterator[Path]:
@@ -227,8 +232,12 @@ def sweep_stale_scratch(work_dir: Path, unowned_after_s: float = 600.0, remove: 
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file (the manifest's integrity record and the artifacts' ETag)."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
+        return _sha256(fh)
+
+
+def _sha256(fh) -> str:
+    digest = hashlib.sha256()
+    while chunk := fh.read(1024 * 1024):
+        digest.update(chunk)
     return digest.hexdigest()

@@ -22,7 +22,7 @@ BATCH = 200  # queued jobs turned into runs per tick (each run costs the daemon 
 RECONCILE_BATCH = 200  # in-flight jobs checked per tick
 TICK_BUDGET_S = 20.0  # well inside the 60 s sensor timeout, however slow the ledger is
 PARTITION_TAG = "dagster/partition"
-LISTEN_POLL_S = 0.2  # how often a listening tick looks for a queued job (one indexed lookup)
+LISTEN_POLL_S = 0.1  # how often a listening tick looks for a queued job (one indexed lookup)
 
 
 @dataclass(frozen=True)
