@@ -4,9 +4,11 @@
 prints requests/s, p50/p99 latency and the ratio ours/nginx. Needs the Debian packages nginx-light
 and wrk (installed here if missing).
 
-    .venv/bin/python bench/serve.py [--gb 1.0] [--seconds 10] [--workers 1,2] [--servers uvicorn,granian]
+    .venv/bin/python bench/serve.py [--gb 1.0] [--seconds 10] [--workers 1,2] [--servers uvicorn,uvicorn-asgi,granian]
 
-``--servers``: the ASGI servers to measure ours on (granian only when installed).
+``--servers``: the servers to measure ours on: ``uvicorn`` as scripts/run.sh starts it (plain
+artifact reads answered by serve/fast_protocol.py), ``uvicorn-asgi`` (uvicorn's own httptools
+protocol: every request through ASGI), ``granian`` (when installed).
 """
 
 from __future__ import annotations
@@ -144,8 +146,10 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
         return [str(Path(sys.executable).with_name("granian")), "--interface", "asgi", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-ws",
                 "serve.asgi:app"]
-    return [sys.executable, "-m", "uvicorn", "serve.asgi:app", "--port", str(port), "--workers", str(workers),
-            "--log-level", "warning", "--no-access-log"]
+    # "uvicorn" as scripts/run.sh starts it (serve/fast_protocol.py); "uvicorn-asgi": uvicorn's own protocol.
+    protocol = "serve.fast_protocol:ArtifactProtocol" if server == "uvicorn" else "httptools"
+    return [sys.executable, "-m", "uvicorn", "serve.asgi:app", "--http", protocol, "--port", str(port),
+            "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
 
 
 def main() -> None:
@@ -153,7 +157,7 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", default="1,2", help="uvicorn/nginx worker counts to measure")
-    parser.add_argument("--servers", default="uvicorn", help="ASGI servers for ours: uvicorn, granian")
+    parser.add_argument("--servers", default="uvicorn", help="servers for ours: uvicorn, uvicorn-asgi, granian")
     args = parser.parse_args()
     ensure_tools()
     root = Path(tempfile.mkdtemp(prefix="cfdb-bench-serve-"))

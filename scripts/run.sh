@@ -31,7 +31,7 @@ logs="$CFDB_DATA_DIR/logs"; mkdir -p "$logs"
 # once it has stayed up 60 s); the others keep running. Ctrl-C or SIGTERM stops every group.
 daemon=("$BIN/dagster-daemon" run -w workspace.yaml)
 webserver=("$BIN/dagster-webserver" -w workspace.yaml -h 0.0.0.0 -p "$CFDB_DAGSTER_PORT")
-api=("$BIN/uvicorn" serve.asgi:app --host 0.0.0.0 --port "$API_PORT")
+api=("$BIN/uvicorn" serve.asgi:app --http serve.fast_protocol:ArtifactProtocol --host 0.0.0.0 --port "$API_PORT")
 declare -A pid=() since=() backoff=() due=()
 groups=()  # every group ever started: a crashed daemon's runs in flight live on in its old group
 timer=

@@ -52,16 +52,18 @@ class ArtifactFastPath:
         self._open: dict[tuple[str, str], _Open] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(PREFIX):
-            return await self.app(scope, receive, send)
-        answer = self._answer(scope)
+        answer = self.answer(scope)
         if answer is None:
             return await self.app(scope, receive, send)
         status, headers, body = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _answer(self, scope: Scope) -> tuple[int, list, bytes] | None:
+    def answer(self, scope: Scope) -> tuple[int, list, bytes] | None:
+        """Status, headers and body of a plain read this layer answers itself (the same answer
+        serve/fast_protocol.py writes without ASGI); None for every other request."""
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(PREFIX):
+            return None
         key, _, name = scope["path"][len(PREFIX):].partition("/")
         entry = self._entry(key, name)
         if entry is None:
