@@ -20,7 +20,6 @@ from pathlib import Path
 
 __all__ = ["StreamIndex"]
 
-_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+ on Linux; spelled out for older builds)
 _PIPE_BYTES = 1 << 20
 
 
@@ -39,7 +38,7 @@ def _htslib() -> ctypes.CDLL | None:
 
 class StreamIndex:
     """Use as a context manager around the command that writes the bgzipped stream to ``fd``
-    (``run(..., pass_fds=(index.fd,))``); ``path`` exists afterwards only if the whole stream was
+    (``run(..., pass_fds=index.pass_fds)``); ``path`` exists afterwards only if the whole stream was
     indexed and ``succeeded()`` was called after the command exited 0."""
 
     def __init__(self, preset: str, path: Path):
@@ -64,7 +63,7 @@ class StreamIndex:
         self.fd = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, 10)  # pass_fds hands it on
         os.close(write_end)
         with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size: the default size works too
-            fcntl.fcntl(self.fd, _F_SETPIPE_SZ, _PIPE_BYTES)  # fewer wake-ups per GB
+            fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # fewer wake-ups per GB
         self._thread = threading.Thread(target=self._build, args=(lib, read_end, conf), daemon=True,
                                         name="stream-index")
         self._thread.start()

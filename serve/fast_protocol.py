@@ -104,10 +104,10 @@ def _stack(app: Any) -> tuple[bool, CORSMiddleware, ArtifactFastPath] | None:
 
 def _cors_headers(cors: CORSMiddleware, request_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The headers the CORS middleware's own ``send`` appends to a response without them (the fast
-    path's never has any), for this request's Origin and cookie; remembered per middleware and pair."""
+    path's never has any), for this request's Origin (the only request header that ``send`` reads);
+    remembered per middleware and Origin."""
     origin = next((value for name, value in request_headers if name == b"origin"), None)
-    cookie = any(name == b"cookie" for name, _ in request_headers)
-    key = (id(cors), origin, cookie)
+    key = (id(cors), origin)
     added = _CORS_ADDED.get(key)
     if added is None:
         sent: list[dict] = []
@@ -116,7 +116,6 @@ def _cors_headers(cors: CORSMiddleware, request_headers: list[tuple[bytes, bytes
             sent.append(message)
 
         raw = [(b"origin", origin)] if origin is not None else []
-        raw += [(b"cookie", b"")] if cookie else []
         start = {"type": "http.response.start", "status": 200, "headers": []}
         _run_now(cors.send(start, send=collect, request_headers=Headers(raw=raw)))
         added = list(sent[0]["headers"])
@@ -126,7 +125,7 @@ def _cors_headers(cors: CORSMiddleware, request_headers: list[tuple[bytes, bytes
     return added
 
 
-_CORS_ADDED: dict[tuple[int, bytes | None, bool], list[tuple[bytes, bytes]]] = {}
+_CORS_ADDED: dict[tuple[int, bytes | None], list[tuple[bytes, bytes]]] = {}
 
 
 def _run_now(coroutine: Coroutine) -> None:

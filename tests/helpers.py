@@ -103,3 +103,32 @@ def wait_until(probe, what: str, timeout_s: float = 120, every_s: float = 0.5):
             return value
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
+
+
+class LiveAPI:
+    """The app under uvicorn on a loopback port, in a thread (a real socket, for Node and raw HTTP);
+    ``with`` gives its base URL. ``http``: uvicorn's protocol (a name or a class)."""
+
+    def __init__(self, app, http="auto", log_level: str = "warning"):
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, http=http,
+                                                    log_level=log_level))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "uvicorn did not start"
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

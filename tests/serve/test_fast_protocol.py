@@ -8,15 +8,12 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 
 from serve.app import create_app
 from serve.fast_protocol import ArtifactProtocol
-from tests.helpers import build_artifacts
+from tests.helpers import LiveAPI, build_artifacts
 
 
 class Counting(ArtifactProtocol):
@@ -30,35 +27,14 @@ class Counting(ArtifactProtocol):
         return answered
 
 
-class Served:
-    def __init__(self, app, http):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, http=http,
-                                                    log_level="info"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    def exchange(self, raw: bytes) -> bytes:
-        """Send ``raw`` (one or more requests, the last asking to close) and read to the end."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(raw)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        return re.sub(rb"\r\ndate: [^\r]*", b"", b"".join(chunks))
+def exchange(api: LiveAPI, raw: bytes) -> bytes:
+    """Send ``raw`` (one or more requests, the last asking to close) and read to the end."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return re.sub(rb"\r\ndate: [^\r]*", b"", b"".join(chunks))
 
 
 class AccessLines(logging.Handler):
@@ -75,7 +51,9 @@ class AccessLines(logging.Handler):
 @pytest.fixture
 def servers(settings, store):
     access = logging.getLogger("uvicorn.access")
-    with Served(create_app(settings), Counting) as ours, Served(create_app(settings), "httptools") as uvicorns:
+    ours = LiveAPI(create_app(settings), http=Counting, log_level="info")
+    uvicorns = LiveAPI(create_app(settings), http="httptools", log_level="info")
+    with ours, uvicorns:
         lines = AccessLines()
         access.addHandler(lines)  # after start-up: uvicorn configures its loggers when it starts
         try:
@@ -94,11 +72,11 @@ def _request(method: str, path: str, *headers: str, version: str = "1.1", close:
 ORIGIN = "Origin: https://gosling.example"
 
 
-def _compare(ours: Served, uvicorns: Served, lines: AccessLines, raw: bytes) -> bytes:
+def _compare(ours: LiveAPI, uvicorns: LiveAPI, lines: AccessLines, raw: bytes) -> bytes:
     before = len(lines.lines)
-    answer = ours.exchange(raw)
+    answer = exchange(ours, raw)
     logged = lines.lines[before:]
-    assert answer == uvicorns.exchange(raw), raw
+    assert answer == exchange(uvicorns, raw), raw
     assert logged == lines.lines[before + len(logged):], raw  # the same access-log lines
     return answer
 

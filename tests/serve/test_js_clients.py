@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pysam
 import pytest
-import uvicorn
 
 from synthetic.small import CHROMS
 from resources import Settings
 from serve.app import create_app
-from tests.helpers import JS, build_artifacts, gosling_read
+from tests.helpers import JS, LiveAPI, build_artifacts, gosling_read
 
 CASES = [  # (dcc, local_id, reader)
     ("encode", "ENCFF000SAM", "bam"),
@@ -27,29 +23,6 @@ CASES = [  # (dcc, local_id, reader)
     ("encode", "ENCFF000BED", "tabix"),
     ("4dn", "4DNFIGFF0001", "tabix"),
 ]
-
-
-class LiveAPI:
-    """The app under uvicorn on a loopback port, in a thread (Node needs a real socket)."""
-
-    def __init__(self, app):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.server.started, "uvicorn did not start"
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def _regions(seed: int, n: int = 20) -> list[list]:
